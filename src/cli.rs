@@ -1,0 +1,75 @@
+//! Command-line plumbing every binary uses: argument parsing, one-line
+//! errors, libbpf's log, clock stamps.
+
+use std::io::Write;
+use std::process::exit;
+
+use libbpf_rs::PrintLevel;
+
+/// Parses the command line. A usage error prints clap's first line (the one
+/// that says what is wrong) and exits with status 2; `--help` and `--version`
+/// print in full and exit 0.
+pub fn parse<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if e.use_stderr() => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: invalid arguments");
+            eprintln!("{first} (see --help)");
+            exit(2);
+        }
+        Err(e) => e.exit(),
+    }
+}
+
+/// Runs a binary's body. An error is printed as one line, its context chain
+/// joined by ": ", and the process exits 1. The body's values are dropped
+/// before exiting, so attachments are detached on the error path too.
+pub fn run(body: impl FnOnce() -> anyhow::Result<()>) -> ! {
+    let result = body();
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(()) => exit(0),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit(1);
+        }
+    }
+}
+
+fn print_to_stderr(_level: PrintLevel, msg: String) {
+    eprint!("{msg}");
+}
+
+/// libbpf's own messages. With `verbose`, everything down to debug level goes
+/// to stderr, the verifier log included; without it libbpf stays quiet and
+/// our one-line errors speak for it.
+pub fn init_libbpf_log(verbose: bool) {
+    if verbose {
+        libbpf_rs::set_print(Some((PrintLevel::Debug, print_to_stderr)));
+    } else {
+        libbpf_rs::set_print(None);
+    }
+}
+
+/// Local wall-clock time as HH:MM:SS, for report headers.
+pub fn clock() -> String {
+    // SAFETY: time() and localtime_r() only write into the struct we pass.
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+    }
+}
+
+/// Turns a failed skeleton load into an actionable message.
+pub fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        libbpf_rs::ErrorKind::PermissionDenied => {
+            "permission denied: run as root (CAP_BPF and CAP_NET_ADMIN or CAP_SYS_ADMIN)"
+        }
+        _ => "the kernel refused the program: rerun with -v to see the verifier log",
+    };
+    anyhow::anyhow!("loading BPF programs failed ({e}): {hint}")
+}

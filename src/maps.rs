@@ -1,0 +1,23 @@
+//! Reading map values into the types the skeletons generate.
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags};
+use plain::Plain;
+
+/// Copies `bytes` into a `T` (a type declared in a lesson's shared header).
+pub fn from_bytes<T: Plain + Default>(bytes: &[u8]) -> Result<T> {
+    let mut value = T::default();
+    plain::copy_from_bytes(&mut value, bytes)
+        .map_err(|e| anyhow::anyhow!("value of {} bytes does not fit: {e:?}", bytes.len()))?;
+    Ok(value)
+}
+
+/// Every CPU's copy of the value at `key` in a per-CPU map (empty if the key
+/// is absent).
+pub fn percpu<T: Plain + Default>(map: &impl MapCore, key: &[u8]) -> Result<Vec<T>> {
+    let values = map
+        .lookup_percpu(key, MapFlags::ANY)
+        .with_context(|| format!("reading per-CPU map {:?}", map.name()))?
+        .unwrap_or_default();
+    values.iter().map(|v| from_bytes(v)).collect()
+}

@@ -1,0 +1,50 @@
+//! Capability checks, so that a binary without privileges says so in one
+//! line before it loads or attaches anything.
+
+use anyhow::{bail, Result};
+
+/// The capabilities the lessons need (bit numbers from linux/capability.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cap {
+    NetAdmin = 12,
+    SysAdmin = 21,
+    Perfmon = 38,
+    Bpf = 39,
+}
+
+/// The effective capability set of this process, from /proc/self/status.
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0)
+}
+
+/// True when the process holds `cap` (CAP_SYS_ADMIN stands in for CAP_BPF
+/// and CAP_PERFMON, as it did before Linux 5.8 split them off).
+pub fn has_cap(cap: Cap) -> bool {
+    let caps = effective_caps();
+    let held = |c: Cap| caps & (1u64 << c as u32) != 0;
+    held(cap) || (matches!(cap, Cap::Bpf | Cap::Perfmon) && held(Cap::SysAdmin))
+}
+
+/// Fails with one line naming every missing capability.
+pub fn require(caps: &[Cap]) -> Result<()> {
+    let missing: Vec<String> = caps
+        .iter()
+        .filter(|c| !has_cap(**c))
+        .map(|c| format!("CAP_{}", format!("{c:?}").to_uppercase()))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing privileges ({}): run as root, e.g. with sudo",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}

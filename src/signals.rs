@@ -1,0 +1,41 @@
+//! Ctrl-C and SIGTERM: set a flag that the main loop polls, so the binary
+//! leaves through its normal path and detaches what it attached.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Becomes true on SIGINT, SIGTERM or SIGHUP.
+#[derive(Clone)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// Installs the handler (once per process).
+    pub fn install() -> Result<Stop> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let handler_flag = flag.clone();
+        ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C/SIGTERM handler")?;
+        Ok(Stop(flag))
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `period` in short steps. Returns false if a stop was
+    /// requested meanwhile.
+    pub fn sleep(&self, period: Duration) -> bool {
+        let deadline = Instant::now() + period;
+        while !self.requested() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        false
+    }
+}

@@ -1,0 +1,324 @@
+//! Helpers for the tests (and `make demo`): privilege gating, network
+//! namespaces joined by veth pairs, and child processes, each a guard that
+//! removes what it made when dropped, also when a test panics.
+//!
+//! setns() changes only the calling thread's namespace, so code that must
+//! run inside a namespace goes through [`NetNs::run`], which uses a thread of
+//! its own. A socket keeps the namespace it was created in: create it inside
+//! `run`, then use it from anywhere.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::privileges::{has_cap, Cap};
+
+/// True when CI=true: then a test that cannot run fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether a test that needs root can run. Without the privileges it prints
+/// why it skips, or panics under CI, where a skip counts as a failure.
+pub fn privileged(test: &str) -> bool {
+    if has_cap(Cap::Bpf) && has_cap(Cap::NetAdmin) {
+        return true;
+    }
+    let why = "needs root (CAP_BPF and CAP_NET_ADMIN): run `sudo make test`";
+    if in_ci() {
+        panic!("{test} {why}; with CI=true a skip is a failure");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
+/// Returns from the calling test early (after saying why) when it cannot
+/// run; see [`privileged`].
+#[macro_export]
+macro_rules! require_privileges {
+    ($test:expr) => {
+        if !$crate::testing::privileged($test) {
+            return;
+        }
+    };
+}
+
+/// Runs a command to completion; an error carries its stderr.
+pub fn run_cmd(cmd: &mut Command) -> Result<Output> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+static NEXT_NS: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace, deleted (with every interface in it) on drop.
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    /// A new namespace with a unique name and its loopback up.
+    pub fn new() -> Result<NetNs> {
+        let name = format!(
+            "lebpf-{}-{}",
+            std::process::id(),
+            NEXT_NS.fetch_add(1, Ordering::SeqCst)
+        );
+        run_cmd(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = NetNs { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NAME ARGS...`, returning stdout.
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let out = run_cmd(Command::new("ip").arg("-n").arg(&self.name).args(args))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A command that runs `program` inside this namespace (`ip netns exec`,
+    /// which execs it, so the child's pid is the program's pid).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+
+    /// Runs `f` on a thread that has entered this namespace.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let path = format!("/var/run/netns/{}", self.name);
+        thread::scope(|s| {
+            s.spawn(|| {
+                let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+                // SAFETY: setns on a valid namespace fd; affects this thread only.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns({path}): {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// The index of `dev` inside this namespace.
+    pub fn ifindex(&self, dev: &str) -> Result<u32> {
+        let dev = dev.to_string();
+        self.run(move || crate::netif::ifindex(&dev))
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Joins two namespaces with a veth pair, `a_dev` in `a` and `b_dev` in `b`.
+/// The pair is created directly inside the namespaces, never in the root
+/// one, so names only need to be unique per namespace.
+pub fn veth(a: &NetNs, a_dev: &str, b: &NetNs, b_dev: &str) -> Result<()> {
+    run_cmd(Command::new("ip").args([
+        "-n", &a.name, "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns",
+        &b.name,
+    ]))?;
+    a.ip(&["link", "set", a_dev, "up"])?;
+    b.ip(&["link", "set", b_dev, "up"])?;
+    Ok(())
+}
+
+/// Adds an address (`10.0.0.1/24`, `fd00::1/64`); IPv6 skips duplicate
+/// address detection so the address is usable at once.
+pub fn add_addr(ns: &NetNs, dev: &str, cidr: &str) -> Result<()> {
+    if cidr.contains(':') {
+        ns.ip(&["addr", "add", cidr, "dev", dev, "nodad"])?;
+    } else {
+        ns.ip(&["addr", "add", cidr, "dev", dev])?;
+    }
+    Ok(())
+}
+
+/// Two hosts on one link: the shape most packet lessons test with.
+pub struct TwoHosts {
+    /// Runs the program under test on `DEV_A`.
+    pub a: NetNs,
+    /// Sends traffic to `a` from `DEV_B`.
+    pub b: NetNs,
+}
+
+pub const DEV_A: &str = "veth-a";
+pub const DEV_B: &str = "veth-b";
+pub const IP4_A: Ipv4Addr = Ipv4Addr::new(10, 11, 0, 1);
+pub const IP4_B: Ipv4Addr = Ipv4Addr::new(10, 11, 0, 2);
+pub const IP6_A: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x11, 0, 0, 0, 0, 0, 1);
+pub const IP6_B: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x11, 0, 0, 0, 0, 0, 2);
+
+impl TwoHosts {
+    pub fn new() -> Result<TwoHosts> {
+        let hosts = TwoHosts {
+            a: NetNs::new()?,
+            b: NetNs::new()?,
+        };
+        veth(&hosts.a, DEV_A, &hosts.b, DEV_B)?;
+        add_addr(&hosts.a, DEV_A, &format!("{IP4_A}/24"))?;
+        add_addr(&hosts.b, DEV_B, &format!("{IP4_B}/24"))?;
+        add_addr(&hosts.a, DEV_A, &format!("{IP6_A}/64"))?;
+        add_addr(&hosts.b, DEV_B, &format!("{IP6_B}/64"))?;
+        Ok(hosts)
+    }
+}
+
+/// A child process with its output read line by line. Dropping it kills the
+/// child (by its own pid) if it still runs.
+pub struct Running {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stderr_rx: Receiver<String>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+fn read_lines(
+    source: impl std::io::Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+    forward: Option<std::sync::mpsc::Sender<String>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line.clone());
+            if let Some(tx) = &forward {
+                let _ = tx.send(line);
+            }
+        }
+    })
+}
+
+impl Running {
+    pub fn spawn(mut cmd: Command) -> Result<Running> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {cmd:?}"))?;
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, stderr_rx) = channel();
+        let readers = vec![
+            read_lines(child.stdout.take().unwrap(), stdout.clone(), None),
+            read_lines(child.stderr.take().unwrap(), stderr.clone(), Some(tx)),
+        ];
+        Ok(Running {
+            child,
+            stdout,
+            stderr,
+            stderr_rx,
+            readers,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until a line of stderr contains `needle`; returns that line.
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("no stderr line with {needle:?} within {timeout:?}; stderr so far: {:?}",
+                        self.stderr.lock().unwrap())
+                }
+                Err(RecvTimeoutError::Disconnected) => bail!(
+                    "the process exited ({:?}) before printing {needle:?}; stderr: {:?}",
+                    self.child.try_wait().ok().flatten(),
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` to the child.
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        // SAFETY: kill() on the pid of a child we started and have not reaped.
+        if unsafe { libc::kill(self.child.id() as i32, signal) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("kill");
+        }
+        Ok(())
+    }
+
+    /// Waits for the child to exit (killing it after `timeout`) and returns
+    /// its status and all of its stdout and stderr lines.
+    pub fn finish(mut self, timeout: Duration) -> Result<(ExitStatus, Vec<String>, Vec<String>)> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(anyhow!("the process did not exit within {timeout:?}"));
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let out = self.stdout.lock().unwrap().clone();
+        let err = self.stderr.lock().unwrap().clone();
+        Ok((status, out, err))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

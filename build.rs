@@ -213,7 +213,9 @@ fn main() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             if !output.status.success() {
                 eprintln!("{stderr}");
-                fail(&format!("clang failed to compile bpf/{file} (errors above)"));
+                fail(&format!(
+                    "clang failed to compile bpf/{file} (errors above)"
+                ));
             }
             for line in stderr.lines() {
                 println!("cargo:warning={line}");
@@ -227,7 +229,10 @@ fn main() {
             }
             write_if_changed(&cmdfile, cmdline.as_bytes());
         }
-        modules.insert(stem.clone(), (skel, shared_structs(&bpf_dir.join(format!("{stem}.h")))));
+        modules.insert(
+            stem.clone(),
+            (skel, shared_structs(&bpf_dir.join(format!("{stem}.h")))),
+        );
     }
 
     // One module per BPF source: `learning_ebpf_rs::skel::<stem>`.

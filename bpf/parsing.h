@@ -31,7 +31,7 @@
 #define IPPROTO_DSTOPTS 60
 #define IPPROTO_MH 135
 
-#define IP_OFFSET 0x1FFF /* IPv4 fragment offset, in 8-byte units */
+#define IP_OFFSET 0x1FFF  /* IPv4 fragment offset, in 8-byte units */
 #define IP6_OFFSET 0xFFF8 /* IPv6 fragment offset bits of frag_off */
 
 #define TC_ACT_OK 0
@@ -209,8 +209,8 @@ struct l4_ports {
 static __always_inline int parse_ports(struct hdr_cursor *nh, void *data_end,
 				       __u8 proto, struct l4_ports **ports)
 {
-	int len = proto == IPPROTO_TCP ? sizeof(struct tcphdr) :
-					 sizeof(struct udphdr);
+	int len = proto == IPPROTO_TCP ? sizeof(struct tcphdr)
+				       : sizeof(struct udphdr);
 
 	if (nh->pos + len > data_end)
 		return -1;

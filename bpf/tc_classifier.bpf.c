@@ -11,7 +11,7 @@
 /* (1) Per-CPU counters: each CPU adds to its own copy, no atomics needed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TC_DIR_MAX * TC_PROTO_MAX);
+	__uint(max_entries, TC_DIR_MAX *TC_PROTO_MAX);
 	__type(key, __u32);
 	__type(value, struct tc_counter);
 } counters SEC(".maps");
@@ -49,7 +49,7 @@ static __always_inline int classify(struct __sk_buff *skb, enum tc_dir dir)
 	/* (3) Direct packet access: data and data_end bound every read. */
 	void *data_end = (void *)(long)skb->data_end;
 	void *data = (void *)(long)skb->data;
-	struct hdr_cursor nh = { .pos = data };
+	struct hdr_cursor nh = {.pos = data};
 	bool later_fragment = false;
 	struct l4_ports *ports = NULL;
 	struct ipv6hdr *ip6h;

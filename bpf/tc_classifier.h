@@ -21,7 +21,7 @@ enum tc_proto {
 /* One slot of the counters map: key = dir * TC_PROTO_MAX + proto. */
 struct tc_counter {
 	__u64 packets;
-	__u64 bytes; /* skb->len: the whole frame, L2 header included */
+	__u64 bytes;   /* skb->len: the whole frame, L2 header included */
 	__u64 dropped; /* packets of this slot that the port policy dropped */
 };
 

@@ -13,9 +13,15 @@ pub fn parse<T: clap::Parser>() -> T {
     match T::try_parse() {
         Ok(args) => args,
         Err(e) if e.use_stderr() => {
+            // clap's message is its first paragraph (then comes usage):
+            // fold that paragraph into one line.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("error: invalid arguments");
-            eprintln!("{first} (see --help)");
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("{} (see --help)", message.join(" "));
             exit(2);
         }
         Err(e) => e.exit(),

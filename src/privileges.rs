@@ -12,6 +12,17 @@ pub enum Cap {
     Bpf = 39,
 }
 
+impl Cap {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cap::NetAdmin => "CAP_NET_ADMIN",
+            Cap::SysAdmin => "CAP_SYS_ADMIN",
+            Cap::Perfmon => "CAP_PERFMON",
+            Cap::Bpf => "CAP_BPF",
+        }
+    }
+}
+
 /// The effective capability set of this process, from /proc/self/status.
 fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -35,10 +46,10 @@ pub fn has_cap(cap: Cap) -> bool {
 
 /// Fails with one line naming every missing capability.
 pub fn require(caps: &[Cap]) -> Result<()> {
-    let missing: Vec<String> = caps
+    let missing: Vec<&str> = caps
         .iter()
         .filter(|c| !has_cap(**c))
-        .map(|c| format!("CAP_{}", format!("{c:?}").to_uppercase()))
+        .map(|c| c.name())
         .collect();
     if !missing.is_empty() {
         bail!(

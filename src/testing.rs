@@ -255,8 +255,10 @@ impl Running {
                 Ok(line) if line.contains(needle) => return Ok(line),
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => {
-                    bail!("no stderr line with {needle:?} within {timeout:?}; stderr so far: {:?}",
-                        self.stderr.lock().unwrap())
+                    bail!(
+                        "no stderr line with {needle:?} within {timeout:?}; stderr so far: {:?}",
+                        self.stderr.lock().unwrap()
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => bail!(
                     "the process exited ({:?}) before printing {needle:?}; stderr: {:?}",

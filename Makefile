@@ -1,0 +1,77 @@
+# learning-ebpf-rs: `make setup` once (as root), then `make test`.
+# `make help` lists the targets.
+
+ARCH ?= $(shell uname -m)
+KARCH := $(patsubst x86_64,x86,$(patsubst aarch64,arm64,$(patsubst riscv64,riscv,$(ARCH))))
+BPF_CLANG ?= clang
+CARGO ?= cargo
+VMLINUX := headers/$(ARCH)/vmlinux.h
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_HDRS := $(wildcard bpf/*.h)
+RAW_OBJS := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRCS))
+
+export BPF_CLANG
+
+.PHONY: help setup check vmlinux build test demo raw fmt lint bench clean
+
+help:
+	@echo "make setup    install the Debian packages and mount bpffs/tracefs (root, idempotent)"
+	@echo "make test     build everything and run every test in the real kernel (root)"
+	@echo "make demo     tc_classifier between two network namespaces; no real interface needed"
+	@echo "make build    build the BPF objects, skeletons and binaries"
+	@echo "make raw      build the BPF objects with plain clang into build/ (for tc, bpftool)"
+	@echo "make vmlinux  regenerate headers/$(ARCH)/vmlinux.h from this kernel's BTF"
+	@echo "make lint     clippy (warnings denied), rustfmt --check, clang-format check"
+	@echo "make fmt      format Rust and BPF C"
+	@echo "make bench    benchmarks (ratios against baselines measured in the same run)"
+
+setup:
+	@scripts/setup.sh
+
+check:
+	@scripts/check-env.sh
+
+vmlinux:
+	@command -v bpftool >/dev/null || { echo "bpftool not found: run \`make setup\`"; exit 1; }
+	@test -r /sys/kernel/btf/vmlinux || { echo "this kernel exposes no BTF (/sys/kernel/btf/vmlinux): use a kernel built with CONFIG_DEBUG_INFO_BTF=y"; exit 1; }
+	@mkdir -p headers/$(ARCH)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $(VMLINUX).tmp
+	@mv $(VMLINUX).tmp $(VMLINUX)
+	@echo "wrote $(VMLINUX) from the BTF of $$(uname -r)"
+
+build: check
+	$(CARGO) build --all-targets
+
+test: check
+	$(CARGO) test --no-fail-fast
+
+demo: check
+	@$(CARGO) build -q --bin tc_classifier
+	@scripts/demo.sh
+
+# The path without Rust: the same sources, plain clang, libbpf's headers from
+# Debian's libbpf-dev. Load the result with `tc ... bpf obj F sec tc` or bpftool.
+raw: $(RAW_OBJS)
+
+build/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(VMLINUX)
+	@command -v $(BPF_CLANG) >/dev/null || { echo "$(BPF_CLANG) not found: run \`make setup\`"; exit 1; }
+	@test -f /usr/include/bpf/bpf_helpers.h || { echo "libbpf headers not found: run \`make setup\` (installs libbpf-dev)"; exit 1; }
+	@mkdir -p build
+	$(BPF_CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(KARCH) -Wall \
+		-I headers/$(ARCH) -I bpf -c $< -o $@
+
+fmt:
+	$(CARGO) fmt
+	clang-format -i bpf/*.c bpf/*.h
+
+lint: check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --check
+	clang-format --dry-run --Werror bpf/*.c bpf/*.h
+
+bench: check
+	$(CARGO) bench
+
+clean:
+	$(CARGO) clean
+	rm -rf build

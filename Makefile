@@ -71,6 +71,7 @@ lint: check
 
 bench: check
 	$(CARGO) bench
+	scripts/bench-build.sh
 
 clean:
 	$(CARGO) clean

@@ -125,7 +125,7 @@ fn main() {
     let vmlinux_dir = manifest.join("headers").join(&arch);
     if !vmlinux_dir.join("vmlinux.h").is_file() {
         fail(&format!(
-            "headers/{arch}/vmlinux.h is missing: run `make vmlinux` on a {arch} machine with BTF"
+            "headers/{arch}/vmlinux.h is missing: run `make vmlinux` on an {arch} machine whose kernel has BTF"
         ));
     }
 

@@ -73,14 +73,14 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
 	__u16 h_proto;
 	int i;
 
-	/* (1) The 14-byte Ethernet header must fit before we read h_proto. */
+	/* (P1) The 14-byte Ethernet header must fit before we read h_proto. */
 	if ((void *)(eth + 1) > data_end)
 		return -1;
 	nh->pos = eth + 1;
 	*ethhdr = eth;
 	h_proto = eth->h_proto;
 
-	/* (2) A loop with a constant bound: the verifier must see it end. */
+	/* (P2) A loop with a constant bound: the verifier must see it end. */
 #pragma unroll
 	for (i = 0; i < VLAN_MAX_DEPTH; i++) {
 		if (!proto_is_vlan(h_proto))
@@ -103,16 +103,20 @@ static __always_inline int parse_iphdr(struct hdr_cursor *nh, void *data_end,
 	struct iphdr *iph = nh->pos;
 	int hdrsize;
 
-	/* (3) First the fixed 20 bytes, so that ihl can be read at all. */
+	/* (P3) First the fixed 20 bytes, so that ihl can be read at all. */
 	if ((void *)(iph + 1) > data_end)
 		return -1;
 	if (iph->version != 4)
 		return -1;
-	/* (4) ihl < 5 is invalid and would move the cursor backwards. */
+	/*
+	 * (P4) ihl < 5 is invalid: the "next" header would overlap this one.
+	 * The verifier does not need this check (the read stays in bounds);
+	 * correct parsing does.
+	 */
 	hdrsize = iph->ihl * 4;
 	if (hdrsize < (int)sizeof(*iph))
 		return -1;
-	/* (5) Options make the header variable-length: check all of it. */
+	/* (P5) Options make the header variable-length: check all of it. */
 	if (nh->pos + hdrsize > data_end)
 		return -1;
 	nh->pos += hdrsize;

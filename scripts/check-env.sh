@@ -11,5 +11,5 @@ command -v "$clang" >/dev/null || fail "$clang not found: run \`make setup\` (or
 command -v rustfmt >/dev/null || fail "rustfmt not found: run \`make setup\`"
 pkg-config --exists libelf 2>/dev/null || fail "libelf not found (libelf-dev, pkg-config): run \`make setup\`"
 pkg-config --exists zlib 2>/dev/null || fail "zlib not found (zlib1g-dev): run \`make setup\`"
-[ -f "headers/$arch/vmlinux.h" ] || fail "headers/$arch/vmlinux.h is missing: run \`make vmlinux\`"
+[ -f "headers/$arch/vmlinux.h" ] || fail "headers/$arch/vmlinux.h is missing: run \`make vmlinux\` (on a machine of that architecture whose kernel has BTF)"
 exit 0

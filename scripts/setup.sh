@@ -39,11 +39,14 @@ fi
 
 # A fresh machine may lack these mounts: bpffs for pinning, tracefs for
 # bpf_printk's trace_pipe and tracepoints, securityfs to see the active LSMs.
+# SETUP_SKIP_MOUNTS=1 skips this (a `docker build` step may not mount).
 mount_once() { # type dir
 	mountpoint -q "$2" || mount -t "$1" "$1" "$2"
 }
-mount_once bpf /sys/fs/bpf
-mount_once tracefs /sys/kernel/tracing
-mount_once securityfs /sys/kernel/security
+if [ "${SETUP_SKIP_MOUNTS:-0}" != 1 ]; then
+	mount_once bpf /sys/fs/bpf
+	mount_once tracefs /sys/kernel/tracing
+	mount_once securityfs /sys/kernel/security
+fi
 
 echo "setup done: clang $(clang -dumpversion), $(bpftool version | head -n1), kernel $(uname -r)"

@@ -90,7 +90,7 @@ impl TcAttachment {
     }
 
     fn attach_tc(&mut self, progs: &[(TcDirection, &Program)]) -> Result<()> {
-        // (1) The clsact qdisc holds the ingress and egress hooks. libbpf-rs's
+        // (T1) The clsact qdisc holds the ingress and egress hooks. libbpf-rs's
         // TcHook::create() hides whether it existed, so ask libbpf directly.
         let mut hook = self.clsact_hook();
         // SAFETY: hook is a valid, fully initialised bpf_tc_hook.
@@ -103,7 +103,7 @@ impl TcAttachment {
                     .context("creating the clsact qdisc");
             }
         }
-        // (2) One cls_bpf filter per direction, in direct-action mode: the
+        // (T2) One cls_bpf filter per direction, in direct-action mode: the
         // program's return value is the verdict (TC_ACT_OK, TC_ACT_SHOT).
         for (direction, prog) in progs {
             let point = match direction {
@@ -138,7 +138,7 @@ impl TcAttachment {
                 TcDirection::Ingress => libbpf_sys::BPF_TCX_INGRESS,
                 TcDirection::Egress => libbpf_sys::BPF_TCX_EGRESS,
             };
-            // (3) A bpf_link: the kernel detaches it when its last fd closes.
+            // (T3) A bpf_link: the kernel detaches it when its last fd closes.
             // libbpf-rs 0.27 has no tcx helper, so create the link directly.
             let opts = libbpf_sys::bpf_link_create_opts {
                 sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _,

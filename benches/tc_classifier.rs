@@ -1,0 +1,75 @@
+//! BPF_PROG_TEST_RUN cost of tc_classifier, as a ratio to a no-op TC program
+//! measured in the same run (bpf/noop.bpf.c). The kernel times the repeats
+//! itself and reports the average per run.
+//!
+//! `cargo bench --bench tc_classifier` (root).
+
+use std::mem::MaybeUninit;
+
+use etherparse::PacketBuilder;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
+
+use learning_ebpf_rs::privileges::{has_cap, Cap};
+use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
+use learning_ebpf_rs::skel::tc_classifier::TcClassifierSkelBuilder;
+
+const REPEAT: u32 = 1_000_000;
+const ROUNDS: usize = 5;
+
+fn tcp_frame(dport: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(40000, dport, 1, 64240)
+        .write(&mut out, &[0u8; 64])
+        .unwrap();
+    out
+}
+
+/// Average ns per run over REPEAT runs, as the kernel measured it.
+fn ns_per_packet(prog: &ProgramMut, frame: &[u8]) -> f64 {
+    let input = ProgramInput {
+        data_in: Some(frame),
+        repeat: REPEAT,
+        ..Default::default()
+    };
+    let out = prog.test_run(input).expect("test_run");
+    out.duration.as_nanos() as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    if !(has_cap(Cap::Bpf) && has_cap(Cap::NetAdmin)) {
+        eprintln!("SKIPPED tc_classifier bench: needs root");
+        return;
+    }
+    let mut noop_obj = MaybeUninit::uninit();
+    let noop = NoopSkelBuilder::default().open(&mut noop_obj).unwrap().load().unwrap();
+    let mut obj = MaybeUninit::uninit();
+    let skel = TcClassifierSkelBuilder::default().open(&mut obj).unwrap().load().unwrap();
+    for port in [23u16, 2323, 8023] {
+        skel.maps.drop_ports.update(&port.to_ne_bytes(), &[1], MapFlags::ANY).unwrap();
+    }
+    let pass = tcp_frame(80);
+    let drop = tcp_frame(23);
+
+    // Interleave the programs round by round, so that machine noise hits
+    // all of them alike; report medians.
+    let (mut base, mut pass_ns, mut drop_ns) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        base.push(ns_per_packet(&noop.progs.tc_noop, &pass));
+        pass_ns.push(ns_per_packet(&skel.progs.tc_ingress, &pass));
+        drop_ns.push(ns_per_packet(&skel.progs.tc_ingress, &drop));
+    }
+    let (base, pass_ns, drop_ns) = (median(base), median(pass_ns), median(drop_ns));
+    println!("BPF_PROG_TEST_RUN, {REPEAT} repeats x {ROUNDS} rounds (median), 118-byte IPv4/TCP frame");
+    println!("{:<32} {:>10} {:>8}", "program", "ns/packet", "ratio");
+    println!("{:<32} {:>10.1} {:>8.2}", "tc_noop (baseline)", base, 1.0);
+    println!("{:<32} {:>10.1} {:>8.2}", "tc_classifier, pass (port 80)", pass_ns, pass_ns / base);
+    println!("{:<32} {:>10.1} {:>8.2}", "tc_classifier, drop (port 23)", drop_ns, drop_ns / base);
+}

@@ -49,11 +49,22 @@ fn main() {
         return;
     }
     let mut noop_obj = MaybeUninit::uninit();
-    let noop = NoopSkelBuilder::default().open(&mut noop_obj).unwrap().load().unwrap();
+    let noop = NoopSkelBuilder::default()
+        .open(&mut noop_obj)
+        .unwrap()
+        .load()
+        .unwrap();
     let mut obj = MaybeUninit::uninit();
-    let skel = TcClassifierSkelBuilder::default().open(&mut obj).unwrap().load().unwrap();
+    let skel = TcClassifierSkelBuilder::default()
+        .open(&mut obj)
+        .unwrap()
+        .load()
+        .unwrap();
     for port in [23u16, 2323, 8023] {
-        skel.maps.drop_ports.update(&port.to_ne_bytes(), &[1], MapFlags::ANY).unwrap();
+        skel.maps
+            .drop_ports
+            .update(&port.to_ne_bytes(), &[1], MapFlags::ANY)
+            .unwrap();
     }
     let pass = tcp_frame(80);
     let drop = tcp_frame(23);
@@ -67,9 +78,21 @@ fn main() {
         drop_ns.push(ns_per_packet(&skel.progs.tc_ingress, &drop));
     }
     let (base, pass_ns, drop_ns) = (median(base), median(pass_ns), median(drop_ns));
-    println!("BPF_PROG_TEST_RUN, {REPEAT} repeats x {ROUNDS} rounds (median), 118-byte IPv4/TCP frame");
+    println!(
+        "BPF_PROG_TEST_RUN, {REPEAT} repeats x {ROUNDS} rounds (median), 118-byte IPv4/TCP frame"
+    );
     println!("{:<32} {:>10} {:>8}", "program", "ns/packet", "ratio");
     println!("{:<32} {:>10.1} {:>8.2}", "tc_noop (baseline)", base, 1.0);
-    println!("{:<32} {:>10.1} {:>8.2}", "tc_classifier, pass (port 80)", pass_ns, pass_ns / base);
-    println!("{:<32} {:>10.1} {:>8.2}", "tc_classifier, drop (port 23)", drop_ns, drop_ns / base);
+    println!(
+        "{:<32} {:>10.1} {:>8.2}",
+        "tc_classifier, pass (port 80)",
+        pass_ns,
+        pass_ns / base
+    );
+    println!(
+        "{:<32} {:>10.1} {:>8.2}",
+        "tc_classifier, drop (port 23)",
+        drop_ns,
+        drop_ns / base
+    );
 }

@@ -510,6 +510,24 @@ fn last_report(stdout: &[String]) -> std::collections::HashMap<(String, String),
         .collect()
 }
 
+/// No filter on either hook, the programs `ids` gone, and a clsact qdisc
+/// present exactly when `clsact_expected`.
+fn assert_detached(hosts: &TwoHosts, ids: &[u32], clsact_expected: bool) {
+    let (qdiscs, ingress, egress) = tc_state(hosts);
+    assert_eq!(
+        qdiscs.contains("clsact"),
+        clsact_expected,
+        "qdiscs: {qdiscs}"
+    );
+    assert!(
+        ingress.trim().is_empty() && egress.trim().is_empty(),
+        "filters left: {ingress}{egress}"
+    );
+    for id in ids {
+        assert!(prog_gone(*id), "program {id} still loaded");
+    }
+}
+
 fn start(hosts: &TwoHosts, extra: &[&str]) -> (Running, Vec<u32>) {
     let mut cmd = hosts.a.command(BIN);
     cmd.args(["-i", DEV_A, "--json"]).args(extra);
@@ -611,15 +629,7 @@ fn netns_counts_both_directions_and_drops_listed_port() {
 
     // Nothing remains: no filter, no clsact qdisc (this run created it), and
     // the programs themselves are gone.
-    let (qdiscs, ingress, egress) = tc_state(&hosts);
-    assert!(!qdiscs.contains("clsact"), "clsact left behind: {qdiscs}");
-    assert!(
-        ingress.trim().is_empty() && egress.trim().is_empty(),
-        "filters left: {ingress}{egress}"
-    );
-    for id in ids {
-        assert!(prog_gone(id), "program {id} still loaded");
-    }
+    assert_detached(&hosts, &ids, false);
 }
 
 #[test]
@@ -634,18 +644,8 @@ fn netns_sigterm_keeps_a_clsact_it_did_not_create() {
     running.signal(libc::SIGTERM).unwrap();
     let (status, _, stderr) = running.finish(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "exit status {status}, stderr {stderr:?}");
-    let (qdiscs, ingress, egress) = tc_state(&hosts);
-    assert!(
-        qdiscs.contains("clsact"),
-        "the pre-existing clsact must stay: {qdiscs}"
-    );
-    assert!(
-        ingress.trim().is_empty() && egress.trim().is_empty(),
-        "filters left: {ingress}{egress}"
-    );
-    for id in ids {
-        assert!(prog_gone(id), "program {id} still loaded");
-    }
+    // The pre-existing clsact must stay; only the filters go.
+    assert_detached(&hosts, &ids, true);
 }
 
 #[test]

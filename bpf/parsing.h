@@ -223,4 +223,40 @@ static __always_inline int parse_ports(struct hdr_cursor *nh, void *data_end,
 	return 0;
 }
 
+/*
+ * Checks that the L4 header of `proto` is complete: TCP with its options
+ * (doff words, at least 5), UDP 8 bytes, ICMP and ICMPv6 8 bytes. Other
+ * protocols have no header we look at. Returns 0, or -1 when it is cut off
+ * or invalid.
+ */
+static __always_inline int check_l4hdr(struct hdr_cursor *nh, void *data_end,
+				       int proto)
+{
+	struct tcphdr *tcph;
+	int len;
+
+	switch (proto) {
+	case IPPROTO_TCP:
+		tcph = nh->pos;
+		if ((void *)(tcph + 1) > data_end)
+			return -1;
+		len = tcph->doff * 4;
+		if (len < (int)sizeof(*tcph))
+			return -1;
+		break;
+	case IPPROTO_UDP:
+		len = sizeof(struct udphdr);
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		len = 8;
+		break;
+	default:
+		return 0;
+	}
+	if (nh->pos + len > data_end)
+		return -1;
+	return 0;
+}
+
 #endif /* LEBPF_PARSING_H */

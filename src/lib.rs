@@ -4,9 +4,12 @@
 //! (user space); what several binaries or tests need lives here, the way bcc
 //! keeps its trace_helpers.
 
+pub mod cidr;
 pub mod cli;
+pub mod link;
 pub mod maps;
 pub mod netif;
+pub mod pin;
 pub mod privileges;
 pub mod signals;
 pub mod tc;

@@ -21,3 +21,12 @@ pub fn percpu<T: Plain + Default>(map: &impl MapCore, key: &[u8]) -> Result<Vec<
         .unwrap_or_default();
     values.iter().map(|v| from_bytes(v)).collect()
 }
+
+/// The bytes of `value`, for a map update. Meant for the types of a lesson's
+/// shared header, which by the project's rule hold integers only and leave
+/// no padding between fields.
+pub fn bytes_of<T: Plain>(value: &T) -> &[u8] {
+    // SAFETY: T is Plain (integers only) and, by the shared-header rule, has
+    // no padding, so every byte is initialised.
+    unsafe { plain::as_bytes(value) }
+}

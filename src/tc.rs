@@ -12,7 +12,7 @@
 //! qdisc only if it created it (another tool may be using an existing one).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{Program, TcHook, TcHookBuilder, TC_EGRESS, TC_INGRESS};
@@ -139,31 +139,16 @@ impl TcAttachment {
                 TcDirection::Egress => libbpf_sys::BPF_TCX_EGRESS,
             };
             // (T3) A bpf_link: the kernel detaches it when its last fd closes.
-            // libbpf-rs 0.27 has no tcx helper, so create the link directly.
-            let opts = libbpf_sys::bpf_link_create_opts {
-                sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as _,
-                ..Default::default()
-            };
-            // SAFETY: the program fd is valid for the call; opts is initialised.
-            let fd = unsafe {
-                libbpf_sys::bpf_link_create(
-                    prog.as_fd().as_raw_fd(),
-                    self.ifindex,
-                    attach_type,
-                    &opts,
-                )
-            };
-            if fd < 0 {
-                let err = io::Error::from_raw_os_error(-fd);
-                let hint = if -fd == libc::EINVAL {
-                    ": tcx needs Linux 6.6 or newer, retry with --attach tc"
-                } else {
-                    ""
-                };
-                bail!("attaching the {direction:?} tcx link failed ({err}){hint}");
-            }
-            // SAFETY: bpf_link_create returned a new fd that nothing else owns.
-            self.links.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            let link =
+                crate::link::create(prog, self.ifindex as u32, attach_type, 0).map_err(|err| {
+                    let hint = if err.raw_os_error() == Some(libc::EINVAL) {
+                        ": tcx needs Linux 6.6 or newer, retry with --attach tc"
+                    } else {
+                        ""
+                    };
+                    anyhow::anyhow!("attaching the {direction:?} tcx link failed ({err}){hint}")
+                })?;
+            self.links.push(link);
         }
         Ok(())
     }

@@ -1,0 +1,493 @@
+//! xdp_firewall: drop malformed packets, blocklisted sources and sources
+//! over a rate limit at XDP, and manage the running firewall from a second
+//! invocation through its pinned maps.
+//!
+//! The kernel side is bpf/xdp_firewall.bpf.c; the chapter is
+//! docs/02-xdp_firewall.md.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Program};
+use serde::Serialize;
+
+use learning_ebpf_rs::cidr::Cidr;
+use learning_ebpf_rs::pin::{self, Pins};
+use learning_ebpf_rs::privileges::{self, Cap};
+use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkelBuilder};
+use learning_ebpf_rs::{cli, link, maps, netif, signals};
+
+const DEFAULT_PIN: &str = "/sys/fs/bpf/xdp_firewall";
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    xdp_firewall -i eth0 --block 203.0.113.0/24       # drop a network's traffic
+    xdp_firewall -i eth0 --rate 1000 --burst 2000     # at most 1000 pkt/s per source
+    xdp_firewall -i eth0 --allow 192.0.2.10 --rate 100  # exempt one host from the limit
+    xdp_firewall -i eth0 --mode skb                   # generic XDP (any driver)
+  While it runs, from another shell:
+    xdp_firewall block 198.51.100.0/24                # takes effect at once
+    xdp_firewall unblock 198.51.100.0/24
+    xdp_firewall list
+    xdp_firewall stats --json";
+
+/// Drop malformed packets, blocklisted sources and floods at XDP.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    manage: Option<Manage>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Interface to protect (its ingress)
+    #[arg(short, long, value_name = "IFACE", required = true)]
+    iface: Option<String>,
+    /// skb: generic XDP, any driver; native: in the driver; auto: native if the driver can
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    mode: Mode,
+    /// Drop traffic from this source prefix (repeatable; IPv4 or IPv6)
+    #[arg(long = "block", value_name = "CIDR")]
+    block: Vec<Cidr>,
+    /// Always pass traffic from this source prefix (repeatable; beats --block and --rate)
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<Cidr>,
+    /// Per-source limit in packets per second (an IPv6 source is its /64)
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    rate: Option<u64>,
+    /// Packets a source may send at once before the rate applies [default: PPS]
+    #[arg(long, value_name = "N", requires = "rate", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    burst: Option<u64>,
+    /// Directory (on a bpffs) to pin the maps in, for the management commands
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN)]
+    pin: PathBuf,
+    /// Leave the pinned maps in place on exit
+    #[arg(long)]
+    keep_pinned: bool,
+    /// Seconds between reports
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
+    /// Exit after this many reports (default: run until Ctrl-C)
+    #[arg(short, long)]
+    count: Option<u64>,
+    /// Print each report as one JSON object per line
+    #[arg(long)]
+    json: bool,
+    /// Show libbpf's debug output, including the verifier log
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Args)]
+struct PinArg {
+    /// The running firewall's --pin directory
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN)]
+    pin: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Manage {
+    /// Add source prefixes to the running firewall's blocklist
+    Block {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<Cidr>,
+        #[command(flatten)]
+        pin: PinArg,
+    },
+    /// Remove source prefixes from the blocklist
+    Unblock {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<Cidr>,
+        #[command(flatten)]
+        pin: PinArg,
+    },
+    /// Add source prefixes to the allowlist
+    Allow {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<Cidr>,
+        #[command(flatten)]
+        pin: PinArg,
+    },
+    /// Remove source prefixes from the allowlist
+    Unallow {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<Cidr>,
+        #[command(flatten)]
+        pin: PinArg,
+    },
+    /// Show the blocklist and allowlist with their hit counts
+    List {
+        #[command(flatten)]
+        pin: PinArg,
+        /// One JSON object per entry
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the verdict counters
+    Stats {
+        #[command(flatten)]
+        pin: PinArg,
+        /// As one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Skb,
+    Native,
+    Auto,
+}
+
+/// Which list a prefix goes in; the map names double as pin names.
+#[derive(Clone, Copy)]
+enum List {
+    Block,
+    Allow,
+}
+
+impl List {
+    fn map_name(self, cidr: &Cidr) -> &'static str {
+        match (self, cidr) {
+            (List::Block, Cidr::V4(..)) => "block_v4",
+            (List::Block, Cidr::V6(..)) => "block_v6",
+            (List::Allow, Cidr::V4(..)) => "allow_v4",
+            (List::Allow, Cidr::V6(..)) => "allow_v6",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            List::Block => "blocklist",
+            List::Allow => "allowlist",
+        }
+    }
+}
+
+const REASONS: [(types::fw_reason, &str); 5] = [
+    (types::fw_reason::FW_PASS, "pass"),
+    (types::fw_reason::FW_ALLOWED, "allowed"),
+    (types::fw_reason::FW_BLOCKED, "blocked"),
+    (types::fw_reason::FW_RATE_LIMITED, "rate_limited"),
+    (types::fw_reason::FW_MALFORMED, "malformed"),
+];
+
+/// Adds `cidr` to a list map. Returns false if it was there already.
+fn insert(map: &impl MapCore, cidr: &Cidr) -> Result<bool> {
+    let rule = types::fw_rule::default();
+    match map.update(&cidr.lpm_key(), maps::bytes_of(&rule), MapFlags::NO_EXIST) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("adding {cidr}")),
+    }
+}
+
+/// Totals per reason, summed over CPUs, in REASONS order.
+fn read_counters(map: &impl MapCore) -> Result<Vec<types::fw_counter>> {
+    REASONS
+        .iter()
+        .map(|(reason, _)| {
+            let per_cpu: Vec<types::fw_counter> = maps::percpu(map, &reason.0.to_ne_bytes())?;
+            Ok(per_cpu
+                .iter()
+                .fold(types::fw_counter::default(), |s, c| types::fw_counter {
+                    packets: s.packets + c.packets,
+                    bytes: s.bytes + c.bytes,
+                }))
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Row {
+    reason: &'static str,
+    packets: u64,
+    bytes: u64,
+    pps: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    time: String,
+    interval_s: f64,
+    counters: Vec<Row>,
+}
+
+fn report(now: &[types::fw_counter], prev: &[types::fw_counter], secs: f64, json: bool) {
+    let counters: Vec<Row> = REASONS
+        .iter()
+        .zip(now.iter().zip(prev))
+        .map(|((_, reason), (n, p))| Row {
+            reason,
+            packets: n.packets,
+            bytes: n.bytes,
+            pps: if secs > 0.0 {
+                (n.packets - p.packets) as f64 / secs
+            } else {
+                0.0
+            },
+        })
+        .collect();
+    let report = Report {
+        time: cli::clock(),
+        interval_s: secs,
+        counters,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        return;
+    }
+    println!("\n{}", report.time);
+    println!(
+        "{:<13} {:>12} {:>14} {:>12}",
+        "VERDICT", "PACKETS", "BYTES", "PKT/S"
+    );
+    for r in &report.counters {
+        println!(
+            "{:<13} {:>12} {:>14} {:>12.1}",
+            r.reason, r.packets, r.bytes, r.pps
+        );
+    }
+}
+
+/// Attaches through a bpf_link in the requested mode.
+fn attach(prog: &Program, ifindex: u32, iface: &str, mode: Mode) -> Result<OwnedFd> {
+    let flags = match mode {
+        Mode::Skb => libbpf_sys::XDP_FLAGS_SKB_MODE,
+        Mode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
+        Mode::Auto => 0,
+    };
+    link::create(prog, ifindex, libbpf_sys::BPF_XDP, flags).map_err(|err| {
+        match err.raw_os_error() {
+            Some(libc::EOPNOTSUPP) if mode == Mode::Native => {
+                anyhow!("XDP native mode is not supported on {iface}; retry with --mode skb")
+            }
+            Some(libc::EBUSY) | Some(libc::EEXIST) => anyhow!(
+                "{iface} already has an XDP program attached (see `bpftool net show dev {iface}`)"
+            ),
+            _ => anyhow!("attaching XDP to {iface} failed: {err}"),
+        }
+    })
+}
+
+/// The mode the kernel actually chose (relevant with --mode auto).
+fn attached_mode(ifindex: u32) -> &'static str {
+    let mut opts = libbpf_sys::bpf_xdp_query_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: opts is initialised and outlives the call.
+    let rc = unsafe { libbpf_sys::bpf_xdp_query(ifindex as i32, 0, &mut opts) };
+    match (rc, u32::from(opts.attach_mode)) {
+        (0, libbpf_sys::XDP_ATTACHED_DRV) => "native",
+        (0, libbpf_sys::XDP_ATTACHED_SKB) => "skb",
+        (0, libbpf_sys::XDP_ATTACHED_HW) => "offload",
+        _ => "unknown",
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    cli::init_libbpf_log(args.verbose);
+    let iface = args.iface.clone().unwrap_or_default();
+    // Check the input before anything is loaded, so a mistake leaves no trace.
+    let ifindex = netif::ifindex(&iface)?;
+    privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
+    let mut pins = Pins::new(&args.pin, args.keep_pinned)?;
+    let stop = signals::Stop::install()?;
+
+    // Open, and configure the rate limit: read-only data the verifier sees.
+    let mut object = MaybeUninit::uninit();
+    let mut open = XdpFirewallSkelBuilder::default()
+        .open(&mut object)
+        .context("opening the BPF object")?;
+    if let Some(rate) = args.rate {
+        let burst = args.burst.unwrap_or(rate);
+        let interval = 1_000_000_000 / rate;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+        rodata.cfg_interval_ns = interval;
+        rodata.cfg_tolerance_ns = (burst - 1) * interval;
+    }
+
+    // Load: the verifier checks the program; maps are created.
+    let mut skel = open.load().map_err(cli::load_error)?;
+
+    // Fill the lists before attaching.
+    for cidr in &args.block {
+        let map = match cidr {
+            Cidr::V4(..) => &skel.maps.block_v4,
+            Cidr::V6(..) => &skel.maps.block_v6,
+        };
+        insert(map, cidr)?;
+    }
+    for cidr in &args.allow {
+        let map = match cidr {
+            Cidr::V4(..) => &skel.maps.allow_v4,
+            Cidr::V6(..) => &skel.maps.allow_v6,
+        };
+        insert(map, cidr)?;
+    }
+
+    // Pin the maps the management commands use; the watchdog removes the
+    // pins even if this process is killed.
+    let m = &mut skel.maps;
+    for (map, name) in [
+        (&mut m.block_v4, "block_v4"),
+        (&mut m.block_v6, "block_v6"),
+        (&mut m.allow_v4, "allow_v4"),
+        (&mut m.allow_v6, "allow_v6"),
+        (&mut m.counters, "counters"),
+    ] {
+        pins.pin_map(map, name)?;
+    }
+    pins.arm_watchdog()?;
+
+    // Attach through a bpf_link: it goes away with this process.
+    let xdp_link = attach(&skel.progs.xdp_firewall, ifindex, &iface, args.mode)?;
+    eprintln!(
+        "Attached xdp_firewall (prog id {}) to {iface} in {} mode; maps pinned in {}{}. \
+         Hit Ctrl-C to end.",
+        Program::id_from_fd(skel.progs.xdp_firewall.as_fd())?,
+        attached_mode(ifindex),
+        pins.dir().display(),
+        if args.keep_pinned {
+            " (kept on exit)"
+        } else {
+            ""
+        },
+    );
+
+    // Report every interval from counter deltas; on Ctrl-C one last report.
+    let mut prev = read_counters(&skel.maps.counters)?;
+    let mut since = Instant::now();
+    let mut reports = 0;
+    loop {
+        let finished = !stop.sleep(Duration::from_secs(args.interval));
+        let now = read_counters(&skel.maps.counters)?;
+        report(&now, &prev, since.elapsed().as_secs_f64(), args.json);
+        reports += 1;
+        if finished || args.count.is_some_and(|c| reports >= c) {
+            break;
+        }
+        prev = now;
+        since = Instant::now();
+    }
+
+    // Detach, then unpin (unless kept).
+    drop(xdp_link);
+    drop(pins);
+    eprintln!("Detached from {iface}.");
+    Ok(())
+}
+
+fn open_pinned(dir: &Path, name: &str) -> Result<MapHandle> {
+    let path = dir.join(name);
+    MapHandle::from_pinned_path(&path).map_err(|e| {
+        if path.exists() {
+            anyhow!("opening {}: {e}", path.display())
+        } else {
+            anyhow!(
+                "no running xdp_firewall pinned its maps in {} (start one, or pass its --pin)",
+                dir.display()
+            )
+        }
+    })
+}
+
+fn change(list: List, add: bool, cidrs: &[Cidr], dir: &Path) -> Result<()> {
+    privileges::require(&[Cap::Bpf])?;
+    for cidr in cidrs {
+        let map = open_pinned(dir, list.map_name(cidr))?;
+        if add {
+            if insert(&map, cidr)? {
+                println!("{cidr} added to the {}", list.name());
+            } else {
+                println!("{cidr} is already on the {}", list.name());
+            }
+        } else {
+            match map.delete(&cidr.lpm_key()) {
+                Ok(()) => println!("{cidr} removed from the {}", list.name()),
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {
+                    bail!("{cidr} is not on the {}", list.name())
+                }
+                Err(e) => return Err(e).with_context(|| format!("removing {cidr}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list(dir: &Path, json: bool) -> Result<()> {
+    privileges::require(&[Cap::Bpf])?;
+    if !json {
+        println!("{:<10} {:<44} {:>12}", "LIST", "PREFIX", "HITS");
+    }
+    for (list, name) in [
+        ("allow", "allow_v4"),
+        ("allow", "allow_v6"),
+        ("block", "block_v4"),
+        ("block", "block_v6"),
+    ] {
+        let map = open_pinned(dir, name)?;
+        let mut entries = Vec::new();
+        for key in map.keys() {
+            let Some(cidr) = Cidr::from_lpm_key(&key) else {
+                continue;
+            };
+            let hits = match map.lookup(&key, MapFlags::ANY)? {
+                Some(v) => maps::from_bytes::<types::fw_rule>(&v)?.hits,
+                None => continue, // removed meanwhile
+            };
+            entries.push((cidr, hits));
+        }
+        entries.sort();
+        for (cidr, hits) in entries {
+            if json {
+                let entry =
+                    serde_json::json!({"list": list, "prefix": cidr.to_string(), "hits": hits});
+                println!("{entry}");
+            } else {
+                println!("{list:<10} {:<44} {hits:>12}", cidr.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stats(dir: &Path, json: bool) -> Result<()> {
+    privileges::require(&[Cap::Bpf])?;
+    let counters = read_counters(&open_pinned(dir, "counters")?)?;
+    report(&counters, &counters, 0.0, json);
+    Ok(())
+}
+
+fn main() {
+    pin::run_watchdog_if_asked();
+    let cli = cli::parse::<Cli>();
+    cli::run(|| match cli.manage {
+        None => run(cli.run),
+        Some(Manage::Block { cidrs, pin }) => change(List::Block, true, &cidrs, &pin.pin),
+        Some(Manage::Unblock { cidrs, pin }) => change(List::Block, false, &cidrs, &pin.pin),
+        Some(Manage::Allow { cidrs, pin }) => change(List::Allow, true, &cidrs, &pin.pin),
+        Some(Manage::Unallow { cidrs, pin }) => change(List::Allow, false, &cidrs, &pin.pin),
+        Some(Manage::List { pin, json }) => list(&pin.pin, json),
+        Some(Manage::Stats { pin, json }) => stats(&pin.pin, json),
+    });
+}

@@ -1,0 +1,162 @@
+//! Pinning maps in bpffs so that other processes can reach them, and making
+//! sure the pins go away with the process that made them.
+//!
+//! A pin is a file in a bpf filesystem that holds a reference to a map (or
+//! program, or link): the object lives as long as the pin does, whatever
+//! happens to the process that created it. That is the point of pinning, and
+//! also its trap: a process killed with SIGKILL cannot remove its pins.
+//! [`Pins`] removes them on drop, and can start a watchdog, a second process
+//! that waits for the first to exit (however it exits) and then removes them.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// The argument that turns a binary into its own pin watchdog; a binary
+/// that uses [`Pins::arm_watchdog`] calls [`run_watchdog_if_asked`] first.
+pub const WATCHDOG_ARG: &str = "__unpin-on-exit";
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+/// True when `path` is on a bpf filesystem.
+pub fn is_bpffs(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the zeroed struct we pass.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+/// Pins in one directory, removed on drop unless kept.
+pub struct Pins {
+    dir: PathBuf,
+    names: Vec<String>,
+    created_dir: bool,
+    keep: bool,
+    watchdog: Option<(Child, ChildStdin)>,
+}
+
+impl Pins {
+    /// Prepares `dir`, which must be on a bpffs (or be a new directory
+    /// directly inside one).
+    pub fn new(dir: &Path, keep: bool) -> Result<Pins> {
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        let on_bpffs = if dir.exists() {
+            is_bpffs(dir)
+        } else {
+            is_bpffs(parent)
+        };
+        if !on_bpffs {
+            bail!(
+                "{} is not on a bpf filesystem: mount one (`mount -t bpf bpf /sys/fs/bpf`) or \
+                 choose another --pin directory",
+                dir.display()
+            );
+        }
+        let created_dir = !dir.exists();
+        if created_dir {
+            std::fs::create_dir(dir)
+                .with_context(|| format!("creating pin directory {}", dir.display()))?;
+        }
+        Ok(Pins {
+            dir: dir.to_path_buf(),
+            names: Vec::new(),
+            created_dir,
+            keep,
+            watchdog: None,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Pins `map` as `<dir>/<name>`. An existing pin of that name means
+    /// another process (or a killed one) owns this directory.
+    pub fn pin_map(&mut self, map: &mut libbpf_rs::MapMut, name: &str) -> Result<()> {
+        let path = self.dir.join(name);
+        if path.exists() {
+            bail!(
+                "{} already exists: another instance is running with this --pin directory, or a \
+                 killed one left it behind (remove it with `rm -r {}`)",
+                path.display(),
+                self.dir.display()
+            );
+        }
+        map.pin(&path)
+            .with_context(|| format!("pinning map at {}", path.display()))?;
+        self.names.push(name.to_string());
+        Ok(())
+    }
+
+    /// Starts the watchdog: this same binary, run with [`WATCHDOG_ARG`],
+    /// which blocks reading a pipe from us. When we exit, even by SIGKILL,
+    /// the kernel closes our end, its read returns, and it removes the pins.
+    pub fn arm_watchdog(&mut self) -> Result<()> {
+        if self.keep {
+            return Ok(());
+        }
+        let exe = std::env::current_exe().context("finding our own executable")?;
+        let mut child = Command::new(exe)
+            .arg(WATCHDOG_ARG)
+            .arg(&self.dir)
+            .arg(if self.created_dir { "rmdir" } else { "keepdir" })
+            .args(&self.names)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the pin watchdog")?;
+        let stdin = child.stdin.take().expect("stdin was piped");
+        self.watchdog = Some((child, stdin));
+        Ok(())
+    }
+}
+
+fn remove_pins(dir: &Path, names: &[String], remove_dir: bool) {
+    for name in names {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    if remove_dir {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        if !self.keep {
+            remove_pins(&self.dir, &self.names, self.created_dir);
+        }
+        // Closing the pipe lets the watchdog finish (it finds nothing left).
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// If this process was started as a pin watchdog, does that job and exits;
+/// otherwise returns at once. Call it first thing in `main`.
+pub fn run_watchdog_if_asked() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some(WATCHDOG_ARG) || args.len() < 4 {
+        return;
+    }
+    // Ctrl-C in a terminal signals the whole process group: the watchdog
+    // must outlive its parent, so it ignores the signals that end it.
+    // SAFETY: setting signal dispositions to SIG_IGN.
+    unsafe {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    remove_pins(Path::new(&args[2]), &args[4..], args[3] == "rmdir");
+    std::process::exit(0);
+}

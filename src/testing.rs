@@ -311,6 +311,45 @@ impl Drop for Running {
     }
 }
 
+static NEXT_FS: AtomicU32 = AtomicU32::new(0);
+
+/// A private bpf filesystem mounted on a fresh directory, unmounted and
+/// removed on drop (with anything pinned in it). `ip netns exec` remounts
+/// /sys, hiding /sys/fs/bpf, but a bpffs mounted elsewhere stays visible.
+pub struct BpfFs {
+    dir: std::path::PathBuf,
+}
+
+impl BpfFs {
+    pub fn new() -> Result<BpfFs> {
+        let dir = std::env::temp_dir().join(format!(
+            "lebpf-bpffs-{}-{}",
+            std::process::id(),
+            NEXT_FS.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let fs = BpfFs { dir };
+        run_cmd(
+            Command::new("mount")
+                .args(["-t", "bpf", "bpf"])
+                .arg(&fs.dir),
+        )?;
+        Ok(fs)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        // Unmounting a bpffs drops the references its pins held.
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -1,0 +1,798 @@
+//! xdp_firewall proven in the kernel: a differential property test of the
+//! real program against a Rust reference model (BPF_PROG_TEST_RUN), the
+//! binary in network namespaces (live block/unblock, a rate-limited flood),
+//! clean-up after SIGINT and SIGKILL, and bad input.
+
+mod fw_model;
+
+use std::collections::{BTreeSet, HashMap};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, ProgramInput};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+use fw_model::frames::{
+    build, frame_strategy, prefix_strategy, Body, Damage, Ext, Frag, FrameSpec, L4,
+};
+use fw_model::{Model, RateConfig, Reason, REASONS};
+use learning_ebpf_rs::cidr::Cidr;
+use learning_ebpf_rs::maps;
+use learning_ebpf_rs::require_privileges;
+use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkel, XdpFirewallSkelBuilder};
+use learning_ebpf_rs::testing::{
+    add_addr, wait_until, BpfFs, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B, IP6_A,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xdp_firewall");
+
+// ---------------------------------------------------------------------------
+// The program under BPF_PROG_TEST_RUN, next to the model
+// ---------------------------------------------------------------------------
+
+/// Loads the program with the fake clock on and the given rate limit.
+fn load(object: &mut MaybeUninit<libbpf_rs::OpenObject>, rate: RateConfig) -> XdpFirewallSkel<'_> {
+    let mut open = XdpFirewallSkelBuilder::default()
+        .open(object)
+        .expect("open");
+    let rodata = open.maps.rodata_data.as_deref_mut().expect("rodata");
+    rodata.cfg_fake_clock = true;
+    rodata.cfg_interval_ns = rate.interval_ns;
+    rodata.cfg_tolerance_ns = rate.tolerance_ns;
+    open.load().expect("load xdp_firewall")
+}
+
+fn add_rules(skel: &XdpFirewallSkel, allow: &[Cidr], block: &[Cidr]) {
+    let rule = types::fw_rule::default();
+    for (list, is_block) in [(allow, false), (block, true)] {
+        for cidr in list {
+            let map = match (is_block, cidr) {
+                (false, Cidr::V4(..)) => &skel.maps.allow_v4,
+                (false, Cidr::V6(..)) => &skel.maps.allow_v6,
+                (true, Cidr::V4(..)) => &skel.maps.block_v4,
+                (true, Cidr::V6(..)) => &skel.maps.block_v6,
+            };
+            map.update(&cidr.lpm_key(), maps::bytes_of(&rule), MapFlags::ANY)
+                .unwrap();
+        }
+    }
+}
+
+fn counters(skel: &XdpFirewallSkel) -> [(u64, u64); 5] {
+    let mut out = [(0, 0); 5];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let per_cpu: Vec<types::fw_counter> =
+            maps::percpu(&skel.maps.counters, &(i as u32).to_ne_bytes()).unwrap();
+        *slot = per_cpu
+            .iter()
+            .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+    }
+    out
+}
+
+fn block_hits(skel: &XdpFirewallSkel, prefix: &Cidr) -> u64 {
+    let map = match prefix {
+        Cidr::V4(..) => &skel.maps.block_v4,
+        Cidr::V6(..) => &skel.maps.block_v6,
+    };
+    let value = map
+        .lookup(&prefix.lpm_key(), MapFlags::ANY)
+        .unwrap()
+        .unwrap();
+    maps::from_bytes::<types::fw_rule>(&value).unwrap().hits
+}
+
+/// Runs one frame at fake time `now`; returns the XDP action and the reason
+/// whose counter moved.
+fn run_frame(skel: &mut XdpFirewallSkel, frame: &[u8], now: u64) -> (i32, Option<Reason>) {
+    skel.maps.bss_data.as_deref_mut().expect("bss").fake_now_ns = now;
+    let before = counters(skel);
+    let input = ProgramInput {
+        data_in: Some(frame),
+        ..Default::default()
+    };
+    let action = skel
+        .progs
+        .xdp_firewall
+        .test_run(input)
+        .expect("test_run")
+        .return_value as i32;
+    let after = counters(skel);
+    let moved = REASONS
+        .iter()
+        .zip(before.iter().zip(&after))
+        .find(|(_, (b, a))| a.0 != b.0)
+        .map(|(r, _)| *r);
+    (action, moved)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    allow: Vec<Cidr>,
+    block: Vec<Cidr>,
+    /// (pps, burst), or no rate limit.
+    rate: Option<(u64, u64)>,
+    /// (ns since the previous frame, frame)
+    frames: Vec<(u64, FrameSpec)>,
+}
+
+const CASES: u32 = 40;
+const FRAMES_PER_CASE: usize = 250;
+
+fn scenario_strategy() -> impl Strategy<Value = Scenario> {
+    // Bursty traffic: mostly sub-millisecond gaps, now and then a pause
+    // long enough for buckets to refill.
+    let delta = prop_oneof![
+        15 => Just(0u64),
+        20 => 1u64..500_000,
+        10 => 500_000u64..5_000_000,
+        1 => 50_000_000u64..1_000_000_000,
+    ];
+    (
+        prop::collection::vec(prefix_strategy(), 0..3),
+        prop::collection::vec(prefix_strategy(), 0..8),
+        // Mostly low rates: 16 sources sharing 250 frames must still hit
+        // their limits often enough to test that path.
+        prop::option::weighted(
+            0.8,
+            (prop_oneof![3 => 1u64..=20, 1 => 20u64..=2000], 1u64..=4),
+        ),
+        prop::collection::vec((delta, frame_strategy()), FRAMES_PER_CASE),
+    )
+        .prop_map(|(allow, block, rate, frames)| Scenario {
+            allow,
+            block,
+            rate,
+            frames,
+        })
+}
+
+/// Runs a scenario through the kernel and the model; Err describes the first
+/// disagreement, with the frame in hex so it can become a fixed test.
+/// How often each reason came up over the whole run (0..5), so that the
+/// test can show it exercised every path.
+static SEEN: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+
+fn differential(scenario: &Scenario, frames_run: &AtomicUsize) -> Result<(), String> {
+    let rate = scenario.rate.map_or(RateConfig::default(), |(pps, burst)| {
+        RateConfig::new(pps, burst)
+    });
+    let mut object = MaybeUninit::uninit();
+    let mut skel = load(&mut object, rate);
+    add_rules(&skel, &scenario.allow, &scenario.block);
+    let mut model = Model::new(scenario.allow.clone(), scenario.block.clone(), rate);
+
+    let mut now = 1_000_000_000u64;
+    for (i, (delta, spec)) in scenario.frames.iter().enumerate() {
+        now += delta;
+        let (frame, _) = build(spec);
+        let expected = model.process(&frame, now);
+        let (action, moved) = run_frame(&mut skel, &frame, now);
+        frames_run.fetch_add(1, Ordering::Relaxed);
+        SEEN[expected as usize].fetch_add(1, Ordering::Relaxed);
+        if action != expected.xdp_action() || moved != Some(expected) {
+            return Err(format!(
+                "frame #{i} at t={now}: model says {expected:?} (action {}), kernel returned \
+                 action {action} and counted {moved:?}\n  spec: {spec:?}\n  frame: {}",
+                expected.xdp_action(),
+                hex(&frame)
+            ));
+        }
+    }
+    let kernel = counters(&skel);
+    if kernel != model.counters {
+        return Err(format!(
+            "counters differ: kernel {kernel:?}, model {:?}",
+            model.counters
+        ));
+    }
+    let unique: BTreeSet<Cidr> = scenario.block.iter().copied().collect();
+    for prefix in unique {
+        let (k, m) = (
+            block_hits(&skel, &prefix),
+            model.hits.get(&prefix).copied().unwrap_or(0),
+        );
+        if k != m {
+            return Err(format!("hits of {prefix}: kernel {k}, model {m}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn differential_against_the_model() {
+    require_privileges!("differential_against_the_model");
+    let frames_run = AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: CASES,
+        // Keep shrinking short: every step loads a program.
+        max_shrink_iters: 200,
+        ..Config::default()
+    });
+    let result = runner.run(&scenario_strategy(), |scenario| {
+        differential(&scenario, &frames_run).map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!(
+            "the program and the model disagree (minimal case below; add it to fixed_cases):\n{e}"
+        );
+    }
+    let n = frames_run.load(Ordering::Relaxed);
+    assert!(n >= 10_000, "only {n} frames were compared");
+    let seen: Vec<(Reason, usize)> = REASONS
+        .iter()
+        .map(|r| (*r, SEEN[*r as usize].load(Ordering::Relaxed)))
+        .collect();
+    eprintln!("differential: {n} frames, kernel and model agree; verdicts {seen:?}");
+    for (reason, count) in seen {
+        assert!(
+            count >= 50,
+            "{reason:?} came up only {count} times: the generator misses a path"
+        );
+    }
+}
+
+fn ip_frame(src: usize, l4: L4) -> Body {
+    Body::Ip {
+        src,
+        opts: 0,
+        frag: Frag::None,
+        exts: vec![],
+        l4,
+        payload: 4,
+    }
+}
+
+fn spec(vlans: u8, body: Body, damage: Damage) -> FrameSpec {
+    FrameSpec {
+        vlans,
+        body,
+        damage,
+    }
+}
+
+/// Cases chosen by hand, each with the reason the rules demand: they check
+/// the model itself, and the kernel against it.
+#[test]
+fn fixed_cases() {
+    require_privileges!("fixed_cases");
+    let v6_exts = |n: usize| Body::Ip {
+        src: 8,
+        opts: 0,
+        frag: Frag::None,
+        exts: vec![Ext::Opts(60, 0); n],
+        l4: L4::Udp,
+        payload: 0,
+    };
+    let tcp_fragment = |frag: Frag| Body::Ip {
+        src: 0,
+        opts: 0,
+        frag,
+        exts: vec![],
+        l4: L4::Tcp(0),
+        payload: 0,
+    };
+    // Cut(n, d): at the end of header n (0: Ethernet, 1: IP, 2: L4...) plus d.
+    let cases: Vec<(&str, FrameSpec, Reason)> = vec![
+        (
+            "ipv4 udp",
+            spec(0, ip_frame(0, L4::Udp), Damage::None),
+            Reason::Pass,
+        ),
+        (
+            "ipv6 tcp",
+            spec(0, ip_frame(8, L4::Tcp(2)), Damage::None),
+            Reason::Pass,
+        ),
+        (
+            "QinQ ipv4 icmp",
+            spec(2, ip_frame(1, L4::Icmp), Damage::None),
+            Reason::Pass,
+        ),
+        (
+            "three VLAN tags",
+            spec(3, ip_frame(0, L4::Udp), Damage::None),
+            Reason::Malformed,
+        ),
+        (
+            "ARP",
+            spec(0, Body::NonIp(0x0806), Damage::None),
+            Reason::Pass,
+        ),
+        (
+            "ARP behind two tags",
+            spec(2, Body::NonIp(0x0806), Damage::None),
+            Reason::Pass,
+        ),
+        (
+            "IHL 4",
+            spec(0, ip_frame(0, L4::Udp), Damage::Ihl(4)),
+            Reason::Malformed,
+        ),
+        (
+            "IP version 6 in an IPv4 frame",
+            spec(0, ip_frame(0, L4::Udp), Damage::Version(6)),
+            Reason::Malformed,
+        ),
+        (
+            "TCP data offset 4",
+            spec(0, ip_frame(0, L4::Tcp(0)), Damage::TcpDoff(4)),
+            Reason::Malformed,
+        ),
+        (
+            "cut inside the IPv4 header",
+            spec(0, ip_frame(0, L4::Udp), Damage::Cut(1, -1)),
+            Reason::Malformed,
+        ),
+        (
+            "cut inside the UDP header",
+            spec(0, ip_frame(0, L4::Udp), Damage::Cut(2, -1)),
+            Reason::Malformed,
+        ),
+        (
+            "cut after the UDP header",
+            spec(0, ip_frame(0, L4::Udp), Damage::Cut(2, 0)),
+            Reason::Pass,
+        ),
+        (
+            "tiny first fragment",
+            spec(0, tcp_fragment(Frag::First), Damage::Cut(1, 4)),
+            Reason::Malformed,
+        ),
+        (
+            "later fragment has no L4 header",
+            spec(0, tcp_fragment(Frag::Later), Damage::Cut(1, 0)),
+            Reason::Pass,
+        ),
+        (
+            "five IPv6 extension headers",
+            spec(0, v6_exts(5), Damage::None),
+            Reason::Pass,
+        ),
+        (
+            "six IPv6 extension headers",
+            spec(0, v6_exts(6), Damage::None),
+            Reason::Malformed,
+        ),
+        (
+            "IPv6 cut inside an extension header",
+            spec(0, v6_exts(2), Damage::Cut(2, -1)),
+            Reason::Malformed,
+        ),
+        (
+            "allowlisted beats blocklisted",
+            spec(0, ip_frame(4, L4::Udp), Damage::None),
+            Reason::Allowed,
+        ),
+        (
+            "blocked /24",
+            spec(0, ip_frame(2, L4::Udp), Damage::None),
+            Reason::Blocked,
+        ),
+        (
+            "blocked /32 inside the /24",
+            spec(0, ip_frame(3, L4::Udp), Damage::None),
+            Reason::Blocked,
+        ),
+        (
+            "blocked IPv6 /48",
+            spec(0, ip_frame(11, L4::Udp), Damage::None),
+            Reason::Blocked,
+        ),
+    ];
+    let allow: Vec<Cidr> = vec!["192.0.2.0/24".parse().unwrap()];
+    let block: Vec<Cidr> = [
+        "192.0.2.1/32",
+        "10.0.1.0/24",
+        "10.0.1.200/32",
+        "2001:db8:1::/48",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    let mut object = MaybeUninit::uninit();
+    let mut skel = load(&mut object, RateConfig::default());
+    add_rules(&skel, &allow, &block);
+    let mut model = Model::new(allow.clone(), block.clone(), RateConfig::default());
+    for (name, spec, want) in cases {
+        let (frame, _) = build(&spec);
+        assert_eq!(
+            model.process(&frame, 0),
+            want,
+            "{name}: the model ({})",
+            hex(&frame)
+        );
+        let (action, moved) = run_frame(&mut skel, &frame, 0);
+        assert_eq!(moved, Some(want), "{name}: the kernel ({})", hex(&frame));
+        assert_eq!(action, want.xdp_action(), "{name}: the action");
+    }
+    // The most specific blocklist prefix takes the hit.
+    assert_eq!(block_hits(&skel, &"10.0.1.200/32".parse().unwrap()), 1);
+    assert_eq!(block_hits(&skel, &"10.0.1.0/24".parse().unwrap()), 1);
+    assert_eq!(
+        block_hits(&skel, &"192.0.2.1/32".parse().unwrap()),
+        0,
+        "allowlist won"
+    );
+
+    // Below 14 bytes the kernel refuses the test run itself.
+    let err = skel
+        .progs
+        .xdp_firewall
+        .test_run(ProgramInput {
+            data_in: Some(&[0u8; 13]),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(err.kind(), libbpf_rs::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn rate_limit_bursts_then_refills() {
+    require_privileges!("rate_limit_bursts_then_refills");
+    // 10 packets per second (one per 100 ms), bursts of 3.
+    let rate = RateConfig::new(10, 3);
+    let mut object = MaybeUninit::uninit();
+    let mut skel = load(&mut object, rate);
+    let (a, _) = build(&spec(0, ip_frame(0, L4::Udp), Damage::None));
+    let (b, _) = build(&spec(0, ip_frame(1, L4::Udp), Damage::None));
+    let (v6_1, _) = build(&spec(0, ip_frame(8, L4::Udp), Damage::None));
+    let (v6_2, _) = build(&spec(0, ip_frame(9, L4::Udp), Damage::None)); // same /64
+    let t0 = 5_000_000_000;
+    let mut expect = |frame: &[u8], now: u64, want: Reason, what: &str| {
+        assert_eq!(run_frame(&mut skel, frame, now).1, Some(want), "{what}");
+    };
+    for i in 0..3 {
+        expect(&a, t0, Reason::Pass, &format!("burst packet {i}"));
+    }
+    expect(&a, t0, Reason::RateLimited, "fourth at once");
+    expect(&b, t0, Reason::Pass, "another source has its own bucket");
+    expect(
+        &a,
+        t0 + 99_999_999,
+        Reason::RateLimited,
+        "just before one interval",
+    );
+    expect(&a, t0 + 100_000_000, Reason::Pass, "one interval later");
+    expect(
+        &a,
+        t0 + 100_000_000,
+        Reason::RateLimited,
+        "only one token came back",
+    );
+    expect(&a, t0 + 10_000_000_000, Reason::Pass, "after a long pause");
+    expect(&a, t0 + 10_000_000_000, Reason::Pass, "the burst is back");
+    expect(&a, t0 + 10_000_000_000, Reason::Pass, "all of it");
+    expect(&a, t0 + 10_000_000_000, Reason::RateLimited, "but no more");
+    for i in 0..3 {
+        expect(&v6_1, t0, Reason::Pass, &format!("IPv6 burst {i}"));
+    }
+    expect(
+        &v6_2,
+        t0,
+        Reason::RateLimited,
+        "an address in the same /64 shares the bucket",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The binary in network namespaces
+// ---------------------------------------------------------------------------
+
+/// A second IPv4 address on B, so B can send as two sources.
+const IP4_B2: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 11, 0, 3);
+
+struct Firewall {
+    running: Running,
+    prog_id: u32,
+}
+
+fn start(hosts: &TwoHosts, fs: &BpfFs, extra: &[&str]) -> Firewall {
+    let pin = fs.path().join("fw");
+    let mut cmd = hosts.a.command(BIN);
+    cmd.args(["-i", DEV_A, "--json", "--pin"])
+        .arg(&pin)
+        .args(extra);
+    let mut running = Running::spawn(cmd).unwrap();
+    let line = running
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    let prog_id = line
+        .split("prog id ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no prog id in {line:?}"));
+    Firewall { running, prog_id }
+}
+
+/// Runs a management command against the firewall pinned in `fs`.
+fn manage(fs: &BpfFs, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--pin")
+        .arg(fs.path().join("fw"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sends `count` datagrams from each of B's two addresses to A:port, and
+/// returns how many A received from each.
+fn exchange(hosts: &TwoHosts, port: u16, count: usize) -> HashMap<IpAddr, usize> {
+    let receiver = hosts.a.run(|| {
+        let s = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        s
+    });
+    hosts.b.run(|| {
+        for src in [IP4_B, IP4_B2] {
+            let s = UdpSocket::bind((src, 0)).unwrap();
+            for _ in 0..count {
+                s.send_to(b"hello", (IP4_A, port)).unwrap();
+            }
+        }
+    });
+    let mut got = HashMap::new();
+    let mut buf = [0u8; 64];
+    while let Ok((_, from)) = receiver.recv_from(&mut buf) {
+        *got.entry(from.ip()).or_insert(0) += 1;
+    }
+    got
+}
+
+fn prog_gone(id: u32) -> bool {
+    wait_until(Duration::from_secs(5), || {
+        libbpf_rs::Program::fd_from_id(id).is_err()
+    })
+}
+
+fn xdp_attached(hosts: &TwoHosts) -> bool {
+    hosts
+        .a
+        .ip(&["link", "show", "dev", DEV_A])
+        .unwrap()
+        .contains("xdp")
+}
+
+#[test]
+fn netns_blocks_a_source_and_takes_changes_live() {
+    require_privileges!("netns_blocks_a_source_and_takes_changes_live");
+    let hosts = TwoHosts::new().unwrap();
+    add_addr(&hosts.b, DEV_B, &format!("{IP4_B2}/24")).unwrap();
+    let fs = BpfFs::new().unwrap();
+    let fw = start(&hosts, &fs, &["--block", &format!("{IP4_B}/32")]);
+
+    let got = exchange(&hosts, 7001, 10);
+    assert_eq!(got.get(&IpAddr::V4(IP4_B)), None, "blocked source: {got:?}");
+    assert_eq!(
+        got.get(&IpAddr::V4(IP4_B2)),
+        Some(&10),
+        "other source: {got:?}"
+    );
+
+    // Unblock B, block B2: at once, no restart.
+    let (code, _, err) = manage(&fs, &["unblock", &format!("{IP4_B}/32")]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = manage(&fs, &["block", &format!("{IP4_B2}/32")]);
+    assert_eq!(code, 0, "{err}");
+    let got = exchange(&hosts, 7002, 10);
+    assert_eq!(got.get(&IpAddr::V4(IP4_B)), Some(&10), "unblocked: {got:?}");
+    assert_eq!(got.get(&IpAddr::V4(IP4_B2)), None, "newly blocked: {got:?}");
+
+    // list shows the rule and its hits; stats the drops.
+    let (_, list, _) = manage(&fs, &["list", "--json"]);
+    let entry: serde_json::Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["prefix"], format!("{IP4_B2}/32"));
+    assert_eq!(entry["hits"], 10);
+    let (_, stats, _) = manage(&fs, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["counters"][2]["reason"], "blocked");
+    assert_eq!(stats["counters"][2]["packets"], 20);
+
+    // IPv6 passes untouched (no rule for it): ping6 works.
+    let ping = hosts
+        .b
+        .command("ping")
+        .args(["-6", "-c", "2", "-i", "0.2", "-W", "2", &IP6_A.to_string()])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "ping6 through the firewall");
+
+    fw.running.signal(libc::SIGINT).unwrap();
+    let (status, stdout, _) = fw.running.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success());
+    assert!(
+        stdout.iter().any(|l| l.starts_with('{')),
+        "a final JSON report"
+    );
+    assert!(!xdp_attached(&hosts), "XDP still attached after SIGINT");
+    assert!(prog_gone(fw.prog_id), "program still loaded");
+    assert!(!fs.path().join("fw").exists(), "pins left after SIGINT");
+}
+
+#[test]
+fn netns_flood_is_cut_to_the_rate() {
+    require_privileges!("netns_flood_is_cut_to_the_rate");
+    let hosts = TwoHosts::new().unwrap();
+    let fs = BpfFs::new().unwrap();
+    let (rate, burst) = (200.0, 20.0);
+    let fw = start(&hosts, &fs, &["--rate", "200", "--burst", "20"]);
+
+    let receiver = hosts.a.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:7100").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        s
+    });
+    // Count on a thread while the flood runs: read only afterwards, and the
+    // socket's receive buffer (about 230 small datagrams) would overflow.
+    let counter = std::thread::spawn(move || {
+        let mut received = 0usize;
+        let mut buf = [0u8; 16];
+        while receiver.recv(&mut buf).is_ok() {
+            received += 1;
+        }
+        received
+    });
+    // A bounded flood: 3,000 datagrams over about 1.5 s (2,000 pkt/s).
+    let sent = 3000;
+    let elapsed = hosts.b.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let start = Instant::now();
+        for i in 0..sent {
+            s.send_to(b"flood", SocketAddr::from((IP4_A, 7100)))
+                .unwrap();
+            let due = Duration::from_micros(500 * (i as u64 + 1));
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        start.elapsed().as_secs_f64()
+    });
+    let received = counter.join().unwrap();
+    let expected = burst + rate * elapsed;
+    eprintln!(
+        "flood: sent {sent} in {elapsed:.2}s, received {received}, expected about {expected:.0}"
+    );
+    assert!(
+        (received as f64) > expected * 0.75 && (received as f64) < expected * 1.25,
+        "received {received}, expected about {expected:.0}"
+    );
+    let (_, stats, _) = manage(&fs, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let limited = stats["counters"][3]["packets"].as_u64().unwrap() as usize;
+    let passed = stats["counters"][0]["packets"].as_u64().unwrap() as usize;
+    // Every datagram is either passed (and received) or rate limited; a few
+    // ARP or neighbour packets also pass.
+    assert_eq!(
+        limited + received,
+        sent,
+        "rate_limited {limited} + received {received}"
+    );
+    assert!(
+        passed >= received && passed < received + 10,
+        "passed {passed}, received {received}"
+    );
+
+    // SIGKILL: the link and, through the watchdog, the pins go too.
+    fw.running.signal(libc::SIGKILL).unwrap();
+    let _ = fw.running.finish(Duration::from_secs(10)).unwrap();
+    assert!(prog_gone(fw.prog_id), "program still loaded after SIGKILL");
+    assert!(!xdp_attached(&hosts), "XDP still attached after SIGKILL");
+    assert!(
+        wait_until(Duration::from_secs(5), || !fs.path().join("fw").exists()),
+        "pins left after SIGKILL"
+    );
+}
+
+#[test]
+fn netns_keep_pinned_keeps_the_maps() {
+    require_privileges!("netns_keep_pinned_keeps_the_maps");
+    let hosts = TwoHosts::new().unwrap();
+    let fs = BpfFs::new().unwrap();
+    let fw = start(&hosts, &fs, &["--keep-pinned", "--block", "192.0.2.0/24"]);
+    fw.running.signal(libc::SIGTERM).unwrap();
+    let (status, _, _) = fw.running.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success());
+    assert!(
+        !xdp_attached(&hosts),
+        "XDP detached even when maps are kept"
+    );
+    let (code, list, err) = manage(&fs, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        list.contains("192.0.2.0/24"),
+        "the kept blocklist is readable: {list}"
+    );
+    // The BpfFs guard unmounts, which removes the kept pins with it.
+}
+
+#[test]
+fn bad_input_gives_one_line_and_leaves_nothing() {
+    require_privileges!("bad_input_gives_one_line_and_leaves_nothing");
+    let hosts = TwoHosts::new().unwrap();
+    let fs = BpfFs::new().unwrap();
+    let pin = fs.path().join("fw");
+    let pin = pin.to_str().unwrap();
+    let cases: [(&str, Vec<&str>, i32, &str); 7] = [
+        (
+            "invalid CIDR",
+            vec!["-i", DEV_A, "--block", "10.0.0.0/33"],
+            2,
+            "prefix length must be 0 to 32",
+        ),
+        (
+            "host bits set",
+            vec!["-i", DEV_A, "--block", "10.0.0.1/8"],
+            2,
+            "did you mean 10.0.0.0/8",
+        ),
+        (
+            "not an address",
+            vec!["-i", DEV_A, "--allow", "example.com"],
+            2,
+            "not an IPv4 or IPv6",
+        ),
+        (
+            "unknown interface",
+            vec!["-i", "nosuchif0"],
+            1,
+            "interface 'nosuchif0' not found",
+        ),
+        (
+            "native mode unsupported",
+            vec!["-i", "lo", "--mode", "native"],
+            1,
+            "retry with --mode skb",
+        ),
+        (
+            "burst without rate",
+            vec!["-i", DEV_A, "--burst", "5"],
+            2,
+            "--rate",
+        ),
+        (
+            "pin outside bpffs",
+            vec!["-i", DEV_A, "--pin", "/tmp/not-bpffs/fw"],
+            1,
+            "not on a bpf filesystem",
+        ),
+    ];
+    for (name, args, code, needle) in cases {
+        let mut cmd = hosts.a.command(BIN);
+        cmd.args(&args);
+        if !args.contains(&"--pin") {
+            cmd.args(["--pin", pin]);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(out.status.code(), Some(code), "{name}: {stderr}");
+        assert_eq!(lines.len(), 1, "{name}: one line, got {lines:?}");
+        assert!(
+            lines[0].contains(needle),
+            "{name}: {:?} lacks {needle:?}",
+            lines[0]
+        );
+        assert!(!xdp_attached(&hosts), "{name}: XDP attached");
+        assert!(!fs.path().join("fw").exists(), "{name}: pins left");
+    }
+    // Managing a firewall that is not running.
+    let (code, _, err) = manage(&fs, &["block", "10.0.0.0/8"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no running xdp_firewall"), "{err}");
+}

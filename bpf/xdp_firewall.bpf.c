@@ -89,9 +89,15 @@ static __always_inline int verdict(struct xdp_md *ctx, enum fw_reason reason)
 	return reason == FW_PASS || reason == FW_ALLOWED ? XDP_PASS : XDP_DROP;
 }
 
+/*
+ * The coarse clock advances once per scheduler tick (4 ms with HZ=250) and is
+ * about 50 ns cheaper per packet than bpf_ktime_get_ns() on a VM. GCRA keeps
+ * the long-run rate exact with it, as long as a burst covers at least one
+ * tick's worth of packets (user space enforces burst >= rate * tick).
+ */
 static __always_inline __u64 now_ns(void)
 {
-	return cfg_fake_clock ? fake_now_ns : bpf_ktime_get_ns();
+	return cfg_fake_clock ? fake_now_ns : bpf_ktime_get_coarse_ns();
 }
 
 /*

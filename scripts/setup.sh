@@ -13,6 +13,7 @@ PACKAGES=(
 	iproute2 iputils-ping   # ip, tc, ping for the network tests
 	nftables conntrack      # baselines and conntrack lessons
 	util-linux              # setpriv, for the no-privileges tests
+	ethtool                 # veth GRO on, for the XDP flood benchmark
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -728,7 +728,7 @@ fn bad_input_gives_one_line_and_leaves_nothing() {
     let fs = BpfFs::new().unwrap();
     let pin = fs.path().join("fw");
     let pin = pin.to_str().unwrap();
-    let cases: [(&str, Vec<&str>, i32, &str); 7] = [
+    let cases: [(&str, Vec<&str>, i32, &str); 8] = [
         (
             "invalid CIDR",
             vec!["-i", DEV_A, "--block", "10.0.0.0/33"],
@@ -764,6 +764,12 @@ fn bad_input_gives_one_line_and_leaves_nothing() {
             vec!["-i", DEV_A, "--burst", "5"],
             2,
             "--rate",
+        ),
+        (
+            "burst below one clock tick",
+            vec!["-i", DEV_A, "--rate", "100000", "--burst", "10"],
+            1,
+            "--burst 10 is too small",
         ),
         (
             "pin outside bpffs",

@@ -264,6 +264,36 @@ fn report(now: &[types::fw_counter], prev: &[types::fw_counter], secs: f64, json
     }
 }
 
+/// The resolution of CLOCK_MONOTONIC_COARSE, which bpf_ktime_get_coarse_ns()
+/// reads: one scheduler tick.
+fn coarse_tick_ns() -> u64 {
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes into the struct we pass.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } != 0 {
+        return 10_000_000; // HZ=100, the coarsest common tick
+    }
+    res.tv_sec as u64 * 1_000_000_000 + res.tv_nsec as u64
+}
+
+/// The program reads a clock that advances once per tick. Within a tick a
+/// source can only spend its burst, so a burst smaller than one tick's worth
+/// of packets would cap the rate at burst/tick instead of --rate.
+fn check_burst(rate: u64, burst: u64) -> Result<()> {
+    let tick = coarse_tick_ns();
+    let min = (rate * tick).div_ceil(1_000_000_000);
+    if burst < min {
+        bail!(
+            "--burst {burst} is too small for --rate {rate}: the kernel's coarse clock ticks every \
+             {:.1} ms, so the burst must be at least {min} packets (rate x tick)",
+            tick as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
 /// Attaches through a bpf_link in the requested mode.
 fn attach(prog: &Program, ifindex: u32, iface: &str, mode: Mode) -> Result<OwnedFd> {
     let flags = match mode {
@@ -304,6 +334,9 @@ fn run(args: RunArgs) -> Result<()> {
     cli::init_libbpf_log(args.verbose);
     let iface = args.iface.clone().unwrap_or_default();
     // Check the input before anything is loaded, so a mistake leaves no trace.
+    if let Some(rate) = args.rate {
+        check_burst(rate, args.burst.unwrap_or(rate))?;
+    }
     let ifindex = netif::ifindex(&iface)?;
     privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
     let mut pins = Pins::new(&args.pin, args.keep_pinned)?;

@@ -1,0 +1,424 @@
+//! xdp_firewall benchmarks, each a ratio against a baseline measured in the
+//! same run:
+//!
+//! 1. BPF_PROG_TEST_RUN ns/packet with 10,000 blocklist prefixes loaded
+//!    (pass path, pass path with the rate limiter, drop path), against a
+//!    no-op XDP program.
+//! 2. A bounded flood over a veth pair dropped by XDP (skb and native mode)
+//!    against an nftables drop rule (netdev ingress, nftables' earliest
+//!    hook): packets dropped per CPU-second.
+//!
+//! `cargo bench --bench xdp_firewall` (root).
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use etherparse::PacketBuilder;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
+
+use learning_ebpf_rs::cidr::Cidr;
+use learning_ebpf_rs::privileges::{has_cap, Cap};
+use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
+use learning_ebpf_rs::skel::trafficgen::TrafficgenSkelBuilder;
+use learning_ebpf_rs::skel::xdp_firewall::XdpFirewallSkelBuilder;
+use learning_ebpf_rs::testing::{
+    run_cmd, BpfFs, NetNs, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B,
+};
+
+const REPEAT: u32 = 1_000_000;
+const ROUNDS: usize = 5;
+const PREFIXES: u32 = 10_000;
+
+fn udp_frame(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xb], [2, 0, 0, 0, 0, 0xa])
+        .ipv4(src, dst, 64)
+        .udp(40000, 9)
+        .write(&mut out, &[0u8; 18])
+        .unwrap();
+    out
+}
+
+fn ns_per_packet(prog: &ProgramMut, frame: &[u8]) -> f64 {
+    let input = ProgramInput {
+        data_in: Some(frame),
+        repeat: REPEAT,
+        ..Default::default()
+    };
+    prog.test_run(input).expect("test_run").duration.as_nanos() as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// 10,000 distinct prefixes in 100.64.0.0/10, /20 to /32: none contains the
+/// passing source, and the trie gets real depth.
+fn blocklist() -> Vec<Cidr> {
+    (0..PREFIXES)
+        .map(|i| {
+            let len = 20 + (i % 13) as u8;
+            let addr = 0x6440_0000u32 | (i.wrapping_mul(2_654_435_761) & 0x003f_ffff);
+            let bytes = learning_ebpf_rs::cidr::mask_bits(&addr.to_be_bytes(), len);
+            Cidr::from_parts(&bytes, len).unwrap()
+        })
+        .collect()
+}
+
+fn test_run_bench() {
+    let mut noop_obj = MaybeUninit::uninit();
+    let noop = NoopSkelBuilder::default()
+        .open(&mut noop_obj)
+        .unwrap()
+        .load()
+        .unwrap();
+
+    // Two firewalls: one without, one with the rate limiter (set so high
+    // that it never limits: the cost of the bucket update is what we see).
+    let mut plain_obj = MaybeUninit::uninit();
+    let plain = XdpFirewallSkelBuilder::default()
+        .open(&mut plain_obj)
+        .unwrap()
+        .load()
+        .unwrap();
+    let mut limited_obj = MaybeUninit::uninit();
+    let mut open = XdpFirewallSkelBuilder::default()
+        .open(&mut limited_obj)
+        .unwrap();
+    let rodata = open.maps.rodata_data.as_deref_mut().unwrap();
+    rodata.cfg_interval_ns = 1;
+    rodata.cfg_tolerance_ns = u64::MAX / 2;
+    let limited = open.load().unwrap();
+
+    let rule = 0u64.to_ne_bytes();
+    let prefixes = blocklist();
+    for skel in [&plain, &limited] {
+        for p in &prefixes {
+            skel.maps
+                .block_v4
+                .update(&p.lpm_key(), &rule, MapFlags::ANY)
+                .unwrap();
+        }
+        let blocked: Cidr = "192.0.2.0/24".parse().unwrap();
+        skel.maps
+            .block_v4
+            .update(&blocked.lpm_key(), &rule, MapFlags::ANY)
+            .unwrap();
+    }
+    let pass = udp_frame([10, 0, 0, 1], [10, 0, 0, 2]);
+    let drop = udp_frame([192, 0, 2, 1], [10, 0, 0, 2]);
+
+    let mut rows: Vec<(&str, Vec<f64>)> = vec![
+        ("xdp_noop (baseline)", vec![]),
+        ("pass, no rate limit", vec![]),
+        ("pass, with rate limit", vec![]),
+        ("drop (blocklisted)", vec![]),
+    ];
+    for _ in 0..ROUNDS {
+        rows[0].1.push(ns_per_packet(&noop.progs.xdp_noop, &pass));
+        rows[1]
+            .1
+            .push(ns_per_packet(&plain.progs.xdp_firewall, &pass));
+        rows[2]
+            .1
+            .push(ns_per_packet(&limited.progs.xdp_firewall, &pass));
+        rows[3]
+            .1
+            .push(ns_per_packet(&plain.progs.xdp_firewall, &drop));
+    }
+    let medians: Vec<(&str, f64)> = rows.into_iter().map(|(n, v)| (n, median(v))).collect();
+    let base = medians[0].1;
+    println!(
+        "BPF_PROG_TEST_RUN, {REPEAT} repeats x {ROUNDS} rounds (median), {} blocklist prefixes, {}-byte IPv4/UDP frame",
+        PREFIXES + 1,
+        pass.len()
+    );
+    println!("{:<28} {:>10} {:>8}", "program", "ns/packet", "ratio");
+    for (name, ns) in &medians {
+        println!("{name:<28} {ns:>10.1} {:>8.2}", ns / base);
+    }
+    println!("target: pass path at most 4x the no-op\n");
+}
+
+// ---------------------------------------------------------------------------
+// Flood: packets dropped per CPU-second
+// ---------------------------------------------------------------------------
+
+const FLOOD_PACKETS: usize = 2_000_000;
+const FLOOD_LIMIT: Duration = Duration::from_secs(20);
+const BATCH: usize = 64;
+
+/// Busy and total jiffies of all CPUs, from /proc/stat.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields[3] + fields[4];
+    (total - idle, total)
+}
+
+/// Sends `FLOOD_PACKETS` copies of `frame` out of `dev` in namespace `ns`
+/// through a raw packet socket, BATCH per sendmmsg, stopping early after
+/// FLOOD_LIMIT. Returns the number sent.
+fn flood(ns: &NetNs, dev: &str, frame: &[u8]) -> usize {
+    let ifindex = ns.ifindex(dev).unwrap();
+    ns.run(|| {
+        // SAFETY: plain socket calls on structures we own, checked below.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = ifindex as i32;
+            let rc = libc::bind(
+                fd,
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut iov = libc::iovec {
+                iov_base: frame.as_ptr() as *mut _,
+                iov_len: frame.len(),
+            };
+            let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+                .map(|_| {
+                    let mut m: libc::mmsghdr = std::mem::zeroed();
+                    m.msg_hdr.msg_iov = &mut iov;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            let start = Instant::now();
+            let mut sent = 0;
+            while sent < FLOOD_PACKETS && start.elapsed() < FLOOD_LIMIT {
+                let n = libc::sendmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, 0);
+                if n < 0 {
+                    let err = std::io::Error::last_os_error();
+                    if err.raw_os_error() == Some(libc::ENOBUFS) {
+                        continue;
+                    }
+                    panic!("sendmmsg: {err}");
+                }
+                sent += n as usize;
+            }
+            libc::close(fd);
+            sent
+        }
+    })
+}
+
+/// Sends FLOOD_PACKETS xdp_frames into `dev` in namespace `ns`: the
+/// trafficgen program run in live-frames mode redirects each repeat there.
+fn flood_xdp_frames(ns: &NetNs, gen: &ProgramMut, frame: &[u8]) -> usize {
+    // The program is not Sync; its fd (a number) crosses into the thread.
+    let prog_fd = gen.as_fd().as_raw_fd();
+    ns.run(|| {
+        // SAFETY: the options point at `frame`, which outlives the call.
+        let rc = unsafe {
+            let mut opts: libbpf_sys::bpf_test_run_opts = std::mem::zeroed();
+            opts.sz = std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _;
+            opts.data_in = frame.as_ptr().cast();
+            opts.data_size_in = frame.len() as u32;
+            opts.repeat = FLOOD_PACKETS as i32;
+            opts.flags = libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
+            libbpf_sys::bpf_prog_test_run_opts(prog_fd, &mut opts)
+        };
+        assert_eq!(
+            rc,
+            0,
+            "live-frames test_run: {}",
+            std::io::Error::from_raw_os_error(-rc)
+        );
+    });
+    FLOOD_PACKETS
+}
+
+#[derive(Clone, Copy)]
+enum Generator<'a> {
+    /// A raw packet socket: the sender builds an sk_buff per frame.
+    AfPacket,
+    /// xdp_frames redirected by trafficgen: no sk_buff, as from a NIC.
+    XdpFrames(&'a ProgramMut<'a>),
+}
+
+/// Floods and returns (packets sent, busy CPU-seconds, wall seconds).
+fn measure(hosts: &TwoHosts, gen: Generator, frame: &[u8]) -> (usize, f64, f64) {
+    let hz = 100.0; // USER_HZ
+    let (busy0, _) = cpu_jiffies();
+    let t0 = Instant::now();
+    let sent = match gen {
+        Generator::AfPacket => flood(&hosts.b, DEV_B, frame),
+        Generator::XdpFrames(prog) => flood_xdp_frames(&hosts.b, prog, frame),
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(50)); // let softirq backlog drain
+    let (busy1, _) = cpu_jiffies();
+    (sent, (busy1 - busy0) as f64 / hz, wall)
+}
+
+/// Packets the interface saw dropped, from its XDP or nft counters.
+fn nft_drops(ns: &NetNs) -> u64 {
+    let out = run_cmd(
+        ns.command("nft")
+            .args(["-j", "list", "table", "netdev", "lebpf"]),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["rule"]["expr"].as_array())
+        .flatten()
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
+}
+
+fn firewall_drops(fs: &BpfFs) -> u64 {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xdp_firewall"))
+        .args(["stats", "--json", "--pin"])
+        .arg(fs.path().join("fw"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["counters"][2]["packets"].as_u64().unwrap()
+}
+
+fn flood_bench(gen: Generator, title: &str) {
+    let hosts = TwoHosts::new().unwrap();
+    let frame = udp_frame(IP4_B.octets(), IP4_A.octets());
+    let fs = BpfFs::new().unwrap();
+    if let Generator::XdpFrames(_) = gen {
+        // A veth accepts xdp_frames only with NAPI on: GRO turns it on
+        // without attaching an XDP program (the nftables case needs that).
+        run_cmd(hosts.a.command("ethtool").args(["-K", DEV_A, "gro", "on"])).unwrap();
+    }
+    let nft_setup = [
+        "add table netdev lebpf".to_string(),
+        format!(
+            "add chain netdev lebpf in {{ type filter hook ingress device {DEV_A} priority 0; }}"
+        ),
+        format!("add rule netdev lebpf in ip saddr {IP4_B} counter drop"),
+    ];
+    // Warm up (caches, page pools).
+    measure(&hosts, gen, &frame);
+
+    let mut results: Vec<(&str, Vec<(usize, f64, f64, u64)>)> = vec![
+        ("sender only (peer down)", vec![]),
+        ("nftables netdev ingress drop", vec![]),
+        ("XDP drop, skb mode", vec![]),
+        ("XDP drop, native mode", vec![]),
+    ];
+    for _ in 0..3 {
+        // Sender only: with the peer down, veth drops at once.
+        hosts.a.ip(&["link", "set", DEV_A, "down"]).unwrap();
+        let (sent, cpu, wall) = measure(&hosts, gen, &frame);
+        hosts.a.ip(&["link", "set", DEV_A, "up"]).unwrap();
+        results[0].1.push((sent, cpu, wall, 0));
+
+        for cmd in &nft_setup {
+            run_cmd(hosts.a.command("nft").arg(cmd)).unwrap();
+        }
+        let (sent, cpu, wall) = measure(&hosts, gen, &frame);
+        let dropped = nft_drops(&hosts.a);
+        run_cmd(
+            hosts
+                .a
+                .command("nft")
+                .args(["delete", "table", "netdev", "lebpf"]),
+        )
+        .unwrap();
+        results[1].1.push((sent, cpu, wall, dropped));
+
+        for (i, mode) in [(2, "skb"), (3, "native")] {
+            let mut cmd = hosts.a.command(env!("CARGO_BIN_EXE_xdp_firewall"));
+            cmd.args(["-i", DEV_A, "--mode", mode, "--interval", "3600", "--block"])
+                .arg(format!("{IP4_B}/32"))
+                .arg("--pin")
+                .arg(fs.path().join("fw"));
+            let mut fw = Running::spawn(cmd).unwrap();
+            fw.wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+                .unwrap();
+            let (sent, cpu, wall) = measure(&hosts, gen, &frame);
+            let dropped = firewall_drops(&fs);
+            fw.signal(libc::SIGINT).unwrap();
+            fw.finish(Duration::from_secs(10)).unwrap();
+            results[i].1.push((sent, cpu, wall, dropped));
+        }
+    }
+
+    let med = |runs: &[(usize, f64, f64, u64)], f: &dyn Fn(&(usize, f64, f64, u64)) -> f64| {
+        median(runs.iter().map(f).collect())
+    };
+    let sender_cpu_per_pkt = med(&results[0].1, &|r| r.1 / r.0 as f64);
+    println!(
+        "Flood over a veth pair, {title}: {FLOOD_PACKETS} x {}-byte UDP frames from a blocked \
+         source; 3 rounds, medians",
+        frame.len()
+    );
+    println!(
+        "{:<30} {:>9} {:>10} {:>9} {:>14} {:>16}",
+        "dropper", "sent/s", "dropped", "CPU-s", "drops/CPU-s", "drops/rx-CPU-s"
+    );
+    let mut per_cpu = Vec::new();
+    for (name, runs) in &results {
+        let rate = med(runs, &|r| r.0 as f64 / r.2);
+        let cpu = med(runs, &|r| r.1);
+        let dropped = med(runs, &|r| r.3 as f64);
+        let per_cpu_s = med(runs, &|r| r.3 as f64 / r.1);
+        // Receive side only: the sender's CPU per packet subtracted.
+        let rx = med(runs, &|r| {
+            r.3 as f64 / (r.1 - sender_cpu_per_pkt * r.0 as f64).max(1e-3)
+        });
+        per_cpu.push((per_cpu_s, rx));
+        println!("{name:<30} {rate:>9.0} {dropped:>10.0} {cpu:>9.2} {per_cpu_s:>14.0} {rx:>16.0}");
+    }
+    let (nft, nft_rx) = per_cpu[1];
+    for (i, label) in [(2, "skb"), (3, "native")] {
+        let (x, x_rx) = per_cpu[i];
+        println!(
+            "XDP {label} / nftables: {:.2}x per CPU-second, {:.2}x per receive CPU-second",
+            x / nft,
+            x_rx / nft_rx
+        );
+    }
+    println!("target: native XDP at least 3x nftables\n");
+}
+
+fn main() {
+    if !(has_cap(Cap::Bpf) && has_cap(Cap::NetAdmin)) {
+        eprintln!("SKIPPED xdp_firewall bench: needs root");
+        return;
+    }
+    test_run_bench();
+    if std::env::args().any(|a| a == "--no-flood") {
+        return;
+    }
+    // The generator's program: the veth-b index is the same in every
+    // namespace TwoHosts makes (the pair is created inside them).
+    let probe = TwoHosts::new().unwrap();
+    let ifindex = probe.b.ifindex(DEV_B).unwrap();
+    drop(probe);
+    let mut gen_obj = MaybeUninit::uninit();
+    let mut open = TrafficgenSkelBuilder::default().open(&mut gen_obj).unwrap();
+    open.maps.rodata_data.as_deref_mut().unwrap().target_ifindex = ifindex;
+    let gen = open.load().unwrap();
+    flood_bench(
+        Generator::XdpFrames(&gen.progs.xdp_trafficgen),
+        "xdp_frames redirected in (no sk_buff, as from a NIC)",
+    );
+    flood_bench(
+        Generator::AfPacket,
+        &format!("AF_PACKET sendmmsg x{BATCH} (the sender builds an sk_buff)"),
+    );
+}

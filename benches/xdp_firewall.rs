@@ -294,6 +294,14 @@ fn firewall_drops(fs: &BpfFs) -> u64 {
     v["counters"][2]["packets"].as_u64().unwrap()
 }
 
+/// One flood: packets sent, busy CPU-seconds, wall seconds, packets dropped.
+struct Run {
+    sent: usize,
+    cpu: f64,
+    wall: f64,
+    dropped: u64,
+}
+
 fn flood_bench(gen: Generator, title: &str) {
     let hosts = TwoHosts::new().unwrap();
     let frame = udp_frame(IP4_B.octets(), IP4_A.octets());
@@ -313,7 +321,7 @@ fn flood_bench(gen: Generator, title: &str) {
     // Warm up (caches, page pools).
     measure(&hosts, gen, &frame);
 
-    let mut results: Vec<(&str, Vec<(usize, f64, f64, u64)>)> = vec![
+    let mut results: Vec<(&str, Vec<Run>)> = vec![
         ("sender only (peer down)", vec![]),
         ("nftables netdev ingress drop", vec![]),
         ("XDP drop, skb mode", vec![]),
@@ -324,7 +332,12 @@ fn flood_bench(gen: Generator, title: &str) {
         hosts.a.ip(&["link", "set", DEV_A, "down"]).unwrap();
         let (sent, cpu, wall) = measure(&hosts, gen, &frame);
         hosts.a.ip(&["link", "set", DEV_A, "up"]).unwrap();
-        results[0].1.push((sent, cpu, wall, 0));
+        results[0].1.push(Run {
+            sent,
+            cpu,
+            wall,
+            dropped: 0,
+        });
 
         for cmd in &nft_setup {
             run_cmd(hosts.a.command("nft").arg(cmd)).unwrap();
@@ -338,7 +351,12 @@ fn flood_bench(gen: Generator, title: &str) {
                 .args(["delete", "table", "netdev", "lebpf"]),
         )
         .unwrap();
-        results[1].1.push((sent, cpu, wall, dropped));
+        results[1].1.push(Run {
+            sent,
+            cpu,
+            wall,
+            dropped,
+        });
 
         for (i, mode) in [(2, "skb"), (3, "native")] {
             let mut cmd = hosts.a.command(env!("CARGO_BIN_EXE_xdp_firewall"));
@@ -353,14 +371,17 @@ fn flood_bench(gen: Generator, title: &str) {
             let dropped = firewall_drops(&fs);
             fw.signal(libc::SIGINT).unwrap();
             fw.finish(Duration::from_secs(10)).unwrap();
-            results[i].1.push((sent, cpu, wall, dropped));
+            results[i].1.push(Run {
+                sent,
+                cpu,
+                wall,
+                dropped,
+            });
         }
     }
 
-    let med = |runs: &[(usize, f64, f64, u64)], f: &dyn Fn(&(usize, f64, f64, u64)) -> f64| {
-        median(runs.iter().map(f).collect())
-    };
-    let sender_cpu_per_pkt = med(&results[0].1, &|r| r.1 / r.0 as f64);
+    let med = |runs: &[Run], f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    let sender_cpu_per_pkt = med(&results[0].1, &|r| r.cpu / r.sent as f64);
     println!(
         "Flood over a veth pair, {title}: {FLOOD_PACKETS} x {}-byte UDP frames from a blocked \
          source; 3 rounds, medians",
@@ -372,13 +393,13 @@ fn flood_bench(gen: Generator, title: &str) {
     );
     let mut per_cpu = Vec::new();
     for (name, runs) in &results {
-        let rate = med(runs, &|r| r.0 as f64 / r.2);
-        let cpu = med(runs, &|r| r.1);
-        let dropped = med(runs, &|r| r.3 as f64);
-        let per_cpu_s = med(runs, &|r| r.3 as f64 / r.1);
+        let rate = med(runs, &|r| r.sent as f64 / r.wall);
+        let cpu = med(runs, &|r| r.cpu);
+        let dropped = med(runs, &|r| r.dropped as f64);
+        let per_cpu_s = med(runs, &|r| r.dropped as f64 / r.cpu);
         // Receive side only: the sender's CPU per packet subtracted.
         let rx = med(runs, &|r| {
-            r.3 as f64 / (r.1 - sender_cpu_per_pkt * r.0 as f64).max(1e-3)
+            r.dropped as f64 / (r.cpu - sender_cpu_per_pkt * r.sent as f64).max(1e-3)
         });
         per_cpu.push((per_cpu_s, rx));
         println!("{name:<30} {rate:>9.0} {dropped:>10.0} {cpu:>9.2} {per_cpu_s:>14.0} {rx:>16.0}");

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * runqlat - scheduler run queue latency: how long a task that is ready to run
+ * waits before it gets a CPU, as a log2 histogram built in the kernel.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "runqlat.h"
+
+#define TASK_RUNNING 0
+
+const volatile __u32 targ_tgid = 0;  /* 0: every process */
+const volatile __u32 targ_tid = 0;   /* 0: every thread */
+const volatile bool targ_ms = false; /* milliseconds instead of microseconds */
+
+/* (1) When each thread became ready to run, by thread id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, __u64);
+} start SEC(".maps");
+
+/* (2) The histogram: one counter per log2 slot. User space never resets
+ * it; it prints the difference between two readings. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RUNQLAT_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} hist SEC(".maps");
+
+static __always_inline __u32 log2l(__u64 v)
+{
+	__u32 r = 0;
+
+	/* (3) No loops needed: halve the search range each step. */
+	if (v >> 32) {
+		v >>= 32;
+		r += 32;
+	}
+	if (v >> 16) {
+		v >>= 16;
+		r += 16;
+	}
+	if (v >> 8) {
+		v >>= 8;
+		r += 8;
+	}
+	if (v >> 4) {
+		v >>= 4;
+		r += 4;
+	}
+	if (v >> 2) {
+		v >>= 2;
+		r += 2;
+	}
+	if (v >> 1)
+		r += 1;
+	return r;
+}
+
+static __always_inline bool wanted(struct task_struct *p)
+{
+	/* (4) tp_btf arguments are typed kernel pointers: p->tgid is a
+	 * direct, verifier-checked read. BPF_CORE_READ also relocates it. */
+	if (targ_tgid && BPF_CORE_READ(p, tgid) != (int)targ_tgid)
+		return false;
+	if (targ_tid && BPF_CORE_READ(p, pid) != (int)targ_tid)
+		return false;
+	return true;
+}
+
+static __always_inline int enqueued(struct task_struct *p)
+{
+	__u32 tid = BPF_CORE_READ(p, pid);
+	__u64 ts;
+
+	if (!tid || !wanted(p)) /* tid 0: the idle task */
+		return 0;
+	ts = bpf_ktime_get_ns();
+	bpf_map_update_elem(&start, &tid, &ts, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(handle_wakeup, struct task_struct *p)
+{
+	return enqueued(p);
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(handle_wakeup_new, struct task_struct *p)
+{
+	return enqueued(p);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next)
+{
+	__u64 *tsp, delta, *count;
+	__u32 tid, slot;
+
+	/* (5) A thread switched out while still runnable (preempted) goes
+	 * straight back to waiting on the run queue. */
+	if (BPF_CORE_READ(prev, __state) == TASK_RUNNING)
+		enqueued(prev);
+
+	tid = BPF_CORE_READ(next, pid);
+	tsp = bpf_map_lookup_elem(&start, &tid);
+	if (!tsp)
+		return 0;
+	delta = bpf_ktime_get_ns() - *tsp;
+	bpf_map_delete_elem(&start, &tid);
+
+	delta /= targ_ms ? 1000000 : 1000;
+	slot = log2l(delta);
+	if (slot >= RUNQLAT_MAX_SLOTS)
+		slot = RUNQLAT_MAX_SLOTS - 1;
+	count = bpf_map_lookup_elem(&hist, &slot);
+	if (count)
+		__sync_fetch_and_add(count, 1);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

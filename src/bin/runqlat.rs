@@ -1,0 +1,159 @@
+//! runqlat: scheduler run queue latency as a log2 histogram, aggregated in
+//! the kernel and printed every interval, bcc-style.
+//!
+//! The kernel side is bpf/runqlat.bpf.c; the chapter is docs/04-runqlat.md.
+
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags};
+use serde::Serialize;
+
+use learning_ebpf_rs::hist::{format_log2, slot_range};
+use learning_ebpf_rs::privileges::{self, Cap};
+use learning_ebpf_rs::skel::runqlat::RunqlatSkelBuilder;
+use learning_ebpf_rs::{cli, signals};
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    runqlat              # one histogram when you hit Ctrl-C
+    runqlat 1 10         # every second, ten times
+    runqlat -m 5         # milliseconds, every 5 seconds
+    runqlat -p 185 1     # only process 185
+    runqlat --tid 4321   # only thread 4321";
+
+/// Summarize how long runnable threads wait for a CPU, as a log2 histogram.
+#[derive(Parser)]
+#[command(version, after_help = EXAMPLES)]
+struct Args {
+    /// Seconds between histograms (default: one, on Ctrl-C)
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    interval: Option<u64>,
+    /// Number of histograms to print, then exit
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Only threads of this process
+    #[arg(short, long, value_name = "PID")]
+    pid: Option<u32>,
+    /// Only this thread
+    #[arg(long, value_name = "TID")]
+    tid: Option<u32>,
+    /// Milliseconds instead of microseconds
+    #[arg(short, long)]
+    milliseconds: bool,
+    /// Print a timestamp before each histogram
+    #[arg(short = 'T', long)]
+    timestamp: bool,
+    /// One JSON object per histogram
+    #[arg(long)]
+    json: bool,
+    /// Show libbpf's debug output, including the verifier log
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Serialize)]
+struct Slot {
+    low: u64,
+    high: u64,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct Histogram {
+    time: String,
+    unit: &'static str,
+    slots: Vec<Slot>,
+}
+
+/// The counters of every slot, as they are now.
+fn read_slots(map: &impl MapCore) -> Result<Vec<u64>> {
+    (0..map.max_entries())
+        .map(|slot| {
+            let value = map
+                .lookup(&slot.to_ne_bytes(), MapFlags::ANY)?
+                .ok_or_else(|| anyhow!("histogram slot {slot} missing"))?;
+            Ok(u64::from_ne_bytes(value[..8].try_into()?))
+        })
+        .collect()
+}
+
+fn print(slots: &[u64], unit: &'static str, args: &Args) {
+    if args.json {
+        let hist = Histogram {
+            time: cli::clock(),
+            unit,
+            slots: slots
+                .iter()
+                .enumerate()
+                .map(|(i, count)| {
+                    let (low, high) = slot_range(i);
+                    Slot {
+                        low,
+                        high,
+                        count: *count,
+                    }
+                })
+                .collect(),
+        };
+        println!("{}", serde_json::to_string(&hist).unwrap_or_default());
+        return;
+    }
+    if args.timestamp {
+        println!("{}", cli::clock());
+    }
+    println!("{}", format_log2(slots, unit));
+}
+
+fn run(args: Args) -> Result<()> {
+    cli::init_libbpf_log(args.verbose);
+    privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
+    let stop = signals::Stop::install()?;
+
+    // Open and set the filters before load.
+    let mut object = MaybeUninit::uninit();
+    let mut open = RunqlatSkelBuilder::default()
+        .open(&mut object)
+        .context("opening the BPF object")?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+    rodata.targ_tgid = args.pid.unwrap_or(0);
+    rodata.targ_tid = args.tid.unwrap_or(0);
+    rodata.targ_ms = args.milliseconds;
+
+    // Load and attach the three tp_btf programs.
+    let mut skel = open.load().map_err(cli::load_error)?;
+    skel.attach()
+        .context("attaching to the scheduler tracepoints")?;
+    let unit = if args.milliseconds { "msecs" } else { "usecs" };
+    eprintln!("Tracing run queue latency... Hit Ctrl-C to end.");
+
+    // Each histogram is the difference between two readings of the
+    // counters, which the kernel only ever increments.
+    let interval = Duration::from_secs(args.interval.unwrap_or(u64::MAX / 4));
+    let mut prev = read_slots(&skel.maps.hist)?;
+    let mut printed = 0;
+    loop {
+        let interrupted = !stop.sleep(interval);
+        let now = read_slots(&skel.maps.hist)?;
+        let delta: Vec<u64> = now.iter().zip(&prev).map(|(n, p)| n - p).collect();
+        print(&delta, unit, &args);
+        printed += 1;
+        if interrupted || args.count.is_some_and(|c| printed >= c) {
+            break;
+        }
+        prev = now;
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = cli::parse::<Args>();
+    cli::run(|| run(args));
+}

@@ -1,0 +1,84 @@
+//! Log2 histograms, printed the way bcc's tools print them:
+//!
+//! ```text
+//!      usecs               : count    distribution
+//!          0 -> 1          : 3        |**                                      |
+//!          2 -> 3          : 52       |****************************************|
+//! ```
+//!
+//! Slot 0 holds values 0 and 1; slot i >= 1 holds [2^i, 2^(i+1) - 1]. The BPF
+//! side computes the slot with the same rule (log2 of the value, rounded
+//! down).
+
+/// The slot a value lands in.
+pub fn slot(value: u64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        63 - value.leading_zeros() as usize
+    }
+}
+
+/// The range of values in slot `i`.
+pub fn slot_range(i: usize) -> (u64, u64) {
+    if i == 0 {
+        (0, 1)
+    } else {
+        (1 << i, (1 << (i + 1)) - 1)
+    }
+}
+
+/// The histogram as text, up to the last non-empty slot; `unit` heads the
+/// value column ("usecs", "msecs", "nsecs").
+pub fn format_log2(slots: &[u64], unit: &str) -> String {
+    const WIDTH: u64 = 40;
+    let last = slots.iter().rposition(|c| *c > 0);
+    let max = slots.iter().copied().max().unwrap_or(0);
+    let mut out = format!("{unit:>10}{:<11}: count    distribution\n", "");
+    let Some(last) = last else {
+        return out;
+    };
+    for (i, count) in slots.iter().enumerate().take(last + 1) {
+        let (low, high) = slot_range(i);
+        let stars = (count * WIDTH).div_ceil(max.max(1)) as usize;
+        out.push_str(&format!(
+            "{low:>10} -> {high:<10} : {count:<8} |{:<40}|\n",
+            "*".repeat(stars.min(WIDTH as usize))
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_follow_log2() {
+        assert_eq!(slot(0), 0);
+        assert_eq!(slot(1), 0);
+        assert_eq!(slot(2), 1);
+        assert_eq!(slot(3), 1);
+        assert_eq!(slot(4), 2);
+        assert_eq!(slot(15_000), 13);
+        for i in 1..20 {
+            let (low, high) = slot_range(i);
+            assert_eq!((slot(low), slot(high)), (i, i));
+        }
+    }
+
+    #[test]
+    fn formats_like_bcc() {
+        let text = format_log2(&[0, 2, 4, 0, 0], "usecs");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            4,
+            "header + slots up to the last non-empty one"
+        );
+        assert!(lines[0].contains("usecs") && lines[0].contains("distribution"));
+        assert!(lines[2].contains("2 -> 3") && lines[2].contains(&"*".repeat(20)));
+        assert!(lines[3].contains("4 -> 7") && lines[3].contains(&"*".repeat(40)));
+        assert_eq!(format_log2(&[0; 4], "usecs").lines().count(), 1);
+    }
+}

@@ -1,0 +1,78 @@
+//! Helpers for the tracing lessons: strings and timestamps from BPF events,
+//! and the tracefs check that tracepoint programs need.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+/// A NUL-terminated C string from a fixed-size BPF buffer.
+pub fn cstr(bytes: &[i8]) -> String {
+    let bytes: Vec<u8> = bytes
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we pass.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Converts `bpf_ktime_get_ns()` stamps (CLOCK_MONOTONIC) to wall-clock
+/// time, using the offset between the two clocks measured once at start.
+pub struct EventClock {
+    offset_ns: i128,
+}
+
+impl Default for EventClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventClock {
+    pub fn new() -> EventClock {
+        EventClock {
+            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+        }
+    }
+
+    /// Local time of a BPF timestamp as HH:MM:SS.mmm.
+    pub fn format(&self, ktime_ns: u64) -> String {
+        let wall = i128::from(ktime_ns) + self.offset_ns;
+        let secs = (wall / 1_000_000_000) as libc::time_t;
+        let millis = (wall % 1_000_000_000) / 1_000_000;
+        // SAFETY: localtime_r only writes into the struct we pass.
+        let tm = unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            libc::localtime_r(&secs, &mut tm);
+            tm
+        };
+        format!(
+            "{:02}:{:02}:{:02}.{millis:03}",
+            tm.tm_hour, tm.tm_min, tm.tm_sec
+        )
+    }
+}
+
+/// Tracepoint (`tp/`) programs are attached by ids read from tracefs, which
+/// a fresh machine may not have mounted.
+pub fn require_tracefs() -> Result<()> {
+    let events = [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ];
+    if events.iter().any(|p| Path::new(p).is_dir()) {
+        return Ok(());
+    }
+    bail!(
+        "tracefs is not mounted: run `make setup`, or `mount -t tracefs tracefs /sys/kernel/tracing`"
+    )
+}

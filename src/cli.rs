@@ -72,7 +72,8 @@ pub fn clock() -> String {
 /// The errno inside an error's message. libbpf-rs 0.27 does not expose
 /// it, but std's io::Error displays an OS error as "... (os error N)".
 pub fn os_error(e: &impl std::fmt::Display) -> Option<i32> {
-    let text = e.to_string();
+    // The alternate form prints the whole chain, where the errno sits.
+    let text = format!("{e:#}");
     let start = text.rfind("(os error ")? + "(os error ".len();
     text[start..].split(')').next()?.parse().ok()
 }

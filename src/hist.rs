@@ -49,6 +49,61 @@ pub fn format_log2(slots: &[u64], unit: &str) -> String {
     out
 }
 
+/// Reads every slot of a BPF array map of u64 counters (key: slot number).
+pub fn read_map(map: &impl libbpf_rs::MapCore) -> anyhow::Result<Vec<u64>> {
+    (0..map.max_entries())
+        .map(|slot| {
+            let value = map
+                .lookup(&slot.to_ne_bytes(), libbpf_rs::MapFlags::ANY)?
+                .ok_or_else(|| anyhow::anyhow!("histogram slot {slot} missing"))?;
+            Ok(u64::from_ne_bytes(value[..8].try_into()?))
+        })
+        .collect()
+}
+
+#[derive(serde::Serialize)]
+struct JsonSlot {
+    low: u64,
+    high: u64,
+    count: u64,
+}
+
+#[derive(serde::Serialize)]
+struct JsonHistogram<'a> {
+    time: String,
+    unit: &'a str,
+    slots: Vec<JsonSlot>,
+}
+
+/// Prints a histogram as bcc does, or as one JSON object per line, with an
+/// optional timestamp line first.
+pub fn print(slots: &[u64], unit: &str, json: bool, timestamp: bool) {
+    if json {
+        let hist = JsonHistogram {
+            time: crate::cli::clock(),
+            unit,
+            slots: slots
+                .iter()
+                .enumerate()
+                .map(|(i, count)| {
+                    let (low, high) = slot_range(i);
+                    JsonSlot {
+                        low,
+                        high,
+                        count: *count,
+                    }
+                })
+                .collect(),
+        };
+        println!("{}", serde_json::to_string(&hist).unwrap_or_default());
+        return;
+    }
+    if timestamp {
+        println!("{}", crate::cli::clock());
+    }
+    println!("{}", format_log2(slots, unit));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,10 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags};
-use serde::Serialize;
 
-use learning_ebpf_rs::hist::{format_log2, slot_range};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::runqlat::RunqlatSkelBuilder;
-use learning_ebpf_rs::{cli, signals};
+use learning_ebpf_rs::{cli, hist, signals};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -55,59 +52,6 @@ struct Args {
     verbose: bool,
 }
 
-#[derive(Serialize)]
-struct Slot {
-    low: u64,
-    high: u64,
-    count: u64,
-}
-
-#[derive(Serialize)]
-struct Histogram {
-    time: String,
-    unit: &'static str,
-    slots: Vec<Slot>,
-}
-
-/// The counters of every slot, as they are now.
-fn read_slots(map: &impl MapCore) -> Result<Vec<u64>> {
-    (0..map.max_entries())
-        .map(|slot| {
-            let value = map
-                .lookup(&slot.to_ne_bytes(), MapFlags::ANY)?
-                .ok_or_else(|| anyhow!("histogram slot {slot} missing"))?;
-            Ok(u64::from_ne_bytes(value[..8].try_into()?))
-        })
-        .collect()
-}
-
-fn print(slots: &[u64], unit: &'static str, args: &Args) {
-    if args.json {
-        let hist = Histogram {
-            time: cli::clock(),
-            unit,
-            slots: slots
-                .iter()
-                .enumerate()
-                .map(|(i, count)| {
-                    let (low, high) = slot_range(i);
-                    Slot {
-                        low,
-                        high,
-                        count: *count,
-                    }
-                })
-                .collect(),
-        };
-        println!("{}", serde_json::to_string(&hist).unwrap_or_default());
-        return;
-    }
-    if args.timestamp {
-        println!("{}", cli::clock());
-    }
-    println!("{}", format_log2(slots, unit));
-}
-
 fn run(args: Args) -> Result<()> {
     cli::init_libbpf_log(args.verbose);
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
@@ -137,13 +81,13 @@ fn run(args: Args) -> Result<()> {
     // Each histogram is the difference between two readings of the
     // counters, which the kernel only ever increments.
     let interval = Duration::from_secs(args.interval.unwrap_or(u64::MAX / 4));
-    let mut prev = read_slots(&skel.maps.hist)?;
+    let mut prev = hist::read_map(&skel.maps.hist)?;
     let mut printed = 0;
     loop {
         let interrupted = !stop.sleep(interval);
-        let now = read_slots(&skel.maps.hist)?;
+        let now = hist::read_map(&skel.maps.hist)?;
         let delta: Vec<u64> = now.iter().zip(&prev).map(|(n, p)| n - p).collect();
-        print(&delta, unit, &args);
+        hist::print(&delta, unit, args.json, args.timestamp);
         printed += 1;
         if interrupted || args.count.is_some_and(|c| printed >= c) {
             break;

@@ -1,0 +1,126 @@
+//! fentry: a kernel function's latency as a log2 histogram, from fentry and
+//! fexit programs (BPF trampolines), bcc funclatency-style.
+//!
+//! The kernel side is bpf/fentry.bpf.c; the chapter is docs/06-fentry.md.
+//! Kernels that refuse BPF trampolines answer EPERM even for root; the
+//! binary says so in one line.
+
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use learning_ebpf_rs::privileges::{self, Cap};
+use learning_ebpf_rs::skel::fentry::FentrySkelBuilder;
+use learning_ebpf_rs::{cli, hist, signals};
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    fentry -f vfs_fsync            # fsync latency, one histogram on Ctrl-C
+    fentry -f do_unlinkat 1 5      # unlink latency every second, five times
+    fentry -f vfs_read -p 1234 -m  # read latency of process 1234, in ms";
+
+/// Time a kernel function with fentry/fexit and print a latency histogram.
+#[derive(Parser)]
+#[command(version, after_help = EXAMPLES)]
+struct Args {
+    /// Kernel function to time (as named in /proc/kallsyms and the kernel's BTF)
+    #[arg(short, long, value_name = "FUNC")]
+    function: String,
+    /// Seconds between histograms (default: one, on Ctrl-C)
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    interval: Option<u64>,
+    /// Number of histograms to print, then exit
+    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Only this process
+    #[arg(short, long, value_name = "PID")]
+    pid: Option<u32>,
+    /// Milliseconds instead of microseconds
+    #[arg(short, long, conflicts_with = "nanoseconds")]
+    milliseconds: bool,
+    /// Nanoseconds instead of microseconds
+    #[arg(short, long)]
+    nanoseconds: bool,
+    /// One JSON object per histogram
+    #[arg(long)]
+    json: bool,
+    /// Show libbpf's debug output, including the verifier log
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn load_error(e: libbpf_rs::Error, function: &str) -> anyhow::Error {
+    match cli::os_error(&e) {
+        Some(libc::EPERM) => anyhow!(
+            "this kernel refuses fentry/fexit programs (EPERM even as root: BPF trampolines are \
+             not allowed here); run this lesson on a kernel that allows them, e.g. in a VM (see \
+             docs/06-fentry.md)"
+        ),
+        Some(libc::ESRCH) | Some(libc::ENOENT) => anyhow!(
+            "kernel function '{function}' not found in this kernel's BTF (is it spelled as in \
+             /proc/kallsyms, and not inlined?)"
+        ),
+        _ => cli::load_error(e),
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    cli::init_libbpf_log(args.verbose);
+    privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
+    let stop = signals::Stop::install()?;
+
+    // Open; point both programs at the function; set filter and unit.
+    let mut object = MaybeUninit::uninit();
+    let mut open = FentrySkelBuilder::default()
+        .open(&mut object)
+        .context("opening the BPF object")?;
+    for prog in [&mut open.progs.handle_entry, &mut open.progs.handle_exit] {
+        // libbpf looks the function up in the kernel's BTF right here.
+        prog.set_attach_target(0, Some(args.function.clone()))
+            .map_err(|e| load_error(e, &args.function))?;
+    }
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+    rodata.targ_tgid = args.pid.unwrap_or(0);
+    let (unit_ns, unit) = match (args.milliseconds, args.nanoseconds) {
+        (true, _) => (1_000_000, "msecs"),
+        (_, true) => (1, "nsecs"),
+        _ => (1_000, "usecs"),
+    };
+    rodata.unit_ns = unit_ns;
+
+    // Load: libbpf finds the function's BTF id; the kernel builds the
+    // trampoline when we attach.
+    let mut skel = open.load().map_err(|e| load_error(e, &args.function))?;
+    skel.attach()
+        .map_err(|e| load_error(e, &args.function))
+        .context("attaching fentry/fexit")?;
+    eprintln!("Tracing {} latency... Hit Ctrl-C to end.", args.function);
+
+    let interval = Duration::from_secs(args.interval.unwrap_or(u64::MAX / 4));
+    let mut prev = hist::read_map(&skel.maps.hist)?;
+    let mut printed = 0;
+    loop {
+        let interrupted = !stop.sleep(interval);
+        let now = hist::read_map(&skel.maps.hist)?;
+        let delta: Vec<u64> = now.iter().zip(&prev).map(|(n, p)| n - p).collect();
+        hist::print(&delta, unit, args.json, false);
+        printed += 1;
+        if interrupted || args.count.is_some_and(|c| printed >= c) {
+            break;
+        }
+        prev = now;
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = cli::parse::<Args>();
+    cli::run(|| run(args));
+}

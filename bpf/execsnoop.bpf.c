@@ -36,8 +36,10 @@ struct {
 	__type(value, struct exec_event);
 } scratch SEC(".maps");
 
-/* (4) Ring buffer records that did not fit. The perf buffer counts its own
- * losses and tells user space; a ring buffer leaves that to us. */
+/* (4) Events that did not fit in the buffer. A ring buffer leaves counting
+ * them to us. A perf buffer counts them itself, but tells user space only
+ * lazily (in a record written before the next sample that fits into that
+ * same CPU's buffer), so we count there too for an immediate, exact figure. */
 __u64 dropped = 0;
 
 /* Makes the enum visible to the Rust skeleton's generated types. */
@@ -67,10 +69,11 @@ static __always_inline struct exec_event *event_start(void)
 
 static __always_inline void event_finish(void *ctx, struct exec_event *e)
 {
-	if (use_perf_buffer)
-		bpf_perf_event_output(ctx, &events_pb, BPF_F_CURRENT_CPU, e,
-				      sizeof(*e));
-	else
+	if (use_perf_buffer) {
+		if (bpf_perf_event_output(ctx, &events_pb, BPF_F_CURRENT_CPU, e,
+					  sizeof(*e)))
+			__sync_fetch_and_add(&dropped, 1);
+	} else
 		bpf_ringbuf_submit(e, 0);
 }
 

@@ -196,8 +196,10 @@ impl TwoHosts {
 /// child (by its own pid) if it still runs.
 pub struct Running {
     child: Child,
+    stdin: Option<std::process::ChildStdin>,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    stdout_rx: Receiver<String>,
     stderr_rx: Receiver<String>,
     readers: Vec<thread::JoinHandle<()>>,
 }
@@ -219,27 +221,57 @@ fn read_lines(
 }
 
 impl Running {
-    pub fn spawn(mut cmd: Command) -> Result<Running> {
+    /// Starts `cmd` with stdin closed.
+    pub fn spawn(cmd: Command) -> Result<Running> {
+        Self::start(cmd, false)
+    }
+
+    /// Starts `cmd` with a pipe to its stdin (see [`Running::write_stdin`]).
+    pub fn spawn_with_stdin(cmd: Command) -> Result<Running> {
+        Self::start(cmd, true)
+    }
+
+    fn start(mut cmd: Command, stdin: bool) -> Result<Running> {
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {cmd:?}"))?;
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (tx, stderr_rx) = channel();
+        let (out_tx, stdout_rx) = channel();
+        let (err_tx, stderr_rx) = channel();
         let readers = vec![
-            read_lines(child.stdout.take().unwrap(), stdout.clone(), None),
-            read_lines(child.stderr.take().unwrap(), stderr.clone(), Some(tx)),
+            read_lines(child.stdout.take().unwrap(), stdout.clone(), Some(out_tx)),
+            read_lines(child.stderr.take().unwrap(), stderr.clone(), Some(err_tx)),
         ];
         Ok(Running {
+            stdin: child.stdin.take(),
             child,
             stdout,
             stderr,
+            stdout_rx,
             stderr_rx,
             readers,
         })
+    }
+
+    /// Writes `text` to the child's stdin (started with `spawn_with_stdin`).
+    pub fn write_stdin(&mut self, text: &str) -> Result<()> {
+        use std::io::Write;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("started without a stdin pipe"))?;
+        stdin.write_all(text.as_bytes())?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Waits until a line of stdout contains `needle`; returns that line.
+    pub fn wait_for_stdout(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        wait_for_line(&self.stdout_rx, &self.stdout, needle, timeout, "stdout")
     }
 
     pub fn pid(&self) -> u32 {
@@ -248,25 +280,7 @@ impl Running {
 
     /// Waits until a line of stderr contains `needle`; returns that line.
     pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr_rx.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Ok(line),
-                Ok(_) => continue,
-                Err(RecvTimeoutError::Timeout) => {
-                    bail!(
-                        "no stderr line with {needle:?} within {timeout:?}; stderr so far: {:?}",
-                        self.stderr.lock().unwrap()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => bail!(
-                    "the process exited ({:?}) before printing {needle:?}; stderr: {:?}",
-                    self.child.try_wait().ok().flatten(),
-                    self.stderr.lock().unwrap()
-                ),
-            }
-        }
+        wait_for_line(&self.stderr_rx, &self.stderr, needle, timeout, "stderr")
     }
 
     /// Sends `signal` to the child.
@@ -281,6 +295,7 @@ impl Running {
     /// Waits for the child to exit (killing it after `timeout`) and returns
     /// its status and all of its stdout and stderr lines.
     pub fn finish(mut self, timeout: Duration) -> Result<(ExitStatus, Vec<String>, Vec<String>)> {
+        drop(self.stdin.take());
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait()? {
@@ -347,6 +362,31 @@ impl Drop for BpfFs {
         // Unmounting a bpffs drops the references its pins held.
         let _ = Command::new("umount").arg(&self.dir).status();
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn wait_for_line(
+    rx: &Receiver<String>,
+    seen: &Mutex<Vec<String>>,
+    needle: &str,
+    timeout: Duration,
+    stream: &str,
+) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return Ok(line),
+            Ok(_) => continue,
+            Err(RecvTimeoutError::Timeout) => bail!(
+                "no {stream} line with {needle:?} within {timeout:?}; {stream} so far: {:?}",
+                seen.lock().unwrap()
+            ),
+            Err(RecvTimeoutError::Disconnected) => bail!(
+                "the process closed {stream} before printing {needle:?}; {stream}: {:?}",
+                seen.lock().unwrap()
+            ),
+        }
     }
 }
 

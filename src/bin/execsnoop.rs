@@ -147,6 +147,42 @@ impl Printer {
     }
 }
 
+/// The two transports behind one interface.
+enum Consumer<'a> {
+    Ring(libbpf_rs::RingBuffer<'a>),
+    Perf(libbpf_rs::PerfBuffer<'a>),
+}
+
+impl Consumer<'_> {
+    /// Waits up to `timeout` for events and handles them. Ctrl-C interrupts
+    /// the wait: not an error.
+    fn poll(&self, timeout: Duration) -> Result<()> {
+        let result = match self {
+            Consumer::Ring(ring) => ring.poll(timeout),
+            Consumer::Perf(perf) => perf.poll(timeout),
+        };
+        interrupted_is_ok(result)
+    }
+
+    /// Handles whatever is still buffered.
+    fn consume(&self) -> Result<()> {
+        let result = match self {
+            Consumer::Ring(ring) => ring.consume(),
+            Consumer::Perf(perf) => perf.consume(),
+        };
+        interrupted_is_ok(result)
+    }
+}
+
+fn interrupted_is_ok(result: libbpf_rs::Result<()>) -> Result<()> {
+    match result {
+        Err(e) if e.kind() != libbpf_rs::ErrorKind::Interrupted => {
+            Err(e).context("polling for events")
+        }
+        _ => Ok(()),
+    }
+}
+
 fn run(args: Args) -> Result<()> {
     cli::init_libbpf_log(args.verbose);
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
@@ -180,6 +216,45 @@ fn run(args: Args) -> Result<()> {
         events: 0,
         lost: 0,
     });
+    let on_event = |data: &[u8]| match printer.borrow_mut().event(data) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: bad event: {e:#}");
+            -1
+        }
+    };
+    // What the program counted as not fitting in the buffer (both transports).
+    let dropped = || {
+        skel.maps
+            .bss_data
+            .as_deref()
+            // SAFETY: the kernel updates this mmapped value; read it fresh.
+            .map_or(0, |bss| unsafe { std::ptr::read_volatile(&bss.dropped) })
+    };
+    // The kernel's own count of lost perf records arrives in this callback,
+    // lazily: in a record written before the next sample that fits into that
+    // CPU's buffer. It is shown for comparison; `dropped` is the figure used.
+    let perf_lost = RefCell::new(0u64);
+
+    // Set up the consumer before saying we are ready: a perf event array is
+    // empty until the perf buffer opens each CPU's event, and output before
+    // that fails. (A ring buffer holds events from load on.)
+    let consumer = if args.perf_buffer {
+        Consumer::Perf(
+            PerfBufferBuilder::new(&skel.maps.events_pb)
+                .pages(args.buffer_kib as usize / 4)
+                .sample_cb(|_cpu, data| {
+                    on_event(data);
+                })
+                .lost_cb(|_cpu, count| *perf_lost.borrow_mut() += count)
+                .build()
+                .context("setting up the perf buffer")?,
+        )
+    } else {
+        let mut builder = RingBufferBuilder::new();
+        builder.add(&skel.maps.events_rb, on_event)?;
+        Consumer::Ring(builder.build().context("setting up the ring buffer")?)
+    };
     eprintln!(
         "Tracing exec() and exit{} through a {}. Hit Ctrl-C to end.",
         args.pid
@@ -195,59 +270,17 @@ fn run(args: Args) -> Result<()> {
     let deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs(d));
-    let keep_going = || !stop.requested() && deadline.is_none_or(|d| Instant::now() < d);
-    let on_event = |data: &[u8]| match printer.borrow_mut().event(data) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: bad event: {e:#}");
-            -1
-        }
-    };
-    let poll_error = |e: libbpf_rs::Error| -> Result<()> {
-        // Ctrl-C interrupts the wait: not an error.
-        if e.kind() == libbpf_rs::ErrorKind::Interrupted {
-            Ok(())
-        } else {
-            Err(e).context("polling for events")
-        }
-    };
-
-    if args.perf_buffer {
-        // The kernel counts records that did not fit in a CPU's buffer and
-        // reports them to this callback.
-        let lost = RefCell::new(0u64);
-        let perf = PerfBufferBuilder::new(&skel.maps.events_pb)
-            .pages(args.buffer_kib as usize / 4)
-            .sample_cb(|_cpu, data| {
-                on_event(data);
-            })
-            .lost_cb(|_cpu, count| *lost.borrow_mut() += count)
-            .build()
-            .context("setting up the perf buffer")?;
-        while keep_going() {
-            perf.poll(Duration::from_millis(100)).or_else(poll_error)?;
-            printer.borrow_mut().lost_total(*lost.borrow());
-        }
-        perf.consume().or_else(poll_error)?;
-        printer.borrow_mut().lost_total(*lost.borrow());
-    } else {
-        let mut builder = RingBufferBuilder::new();
-        builder.add(&skel.maps.events_rb, on_event)?;
-        let ring = builder.build().context("setting up the ring buffer")?;
-        // The ring buffer's losses are what the program counted in .bss.
-        let dropped = || {
-            skel.maps
-                .bss_data
-                .as_deref()
-                // SAFETY: the kernel updates this mmapped value; read it fresh.
-                .map_or(0, |bss| unsafe { std::ptr::read_volatile(&bss.dropped) })
-        };
-        while keep_going() {
-            ring.poll(Duration::from_millis(100)).or_else(poll_error)?;
-            printer.borrow_mut().lost_total(dropped());
-        }
-        ring.consume().or_else(poll_error)?;
+    while !stop.requested() && deadline.is_none_or(|d| Instant::now() < d) {
+        consumer.poll(Duration::from_millis(100))?;
         printer.borrow_mut().lost_total(dropped());
+    }
+    consumer.consume()?;
+    printer.borrow_mut().lost_total(dropped());
+    if args.perf_buffer {
+        eprintln!(
+            "(the perf buffer's own lost-record notices so far: {})",
+            perf_lost.borrow()
+        );
     }
 
     let p = printer.borrow();

@@ -1,0 +1,177 @@
+//! execsnoop proven in the kernel: the events of processes this test starts
+//! (exec, exit status, death by signal) over the ring buffer and the perf
+//! buffer, and overflow: lost events counted by the kernel and reported.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use learning_ebpf_rs::require_privileges;
+use learning_ebpf_rs::testing::Running;
+
+const BIN: &str = env!("CARGO_BIN_EXE_execsnoop");
+
+/// Starts execsnoop for process `pid` and its children; returns once the
+/// tracepoints are attached.
+fn start(pid: u32, extra: &[&str]) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--json", "-p", &pid.to_string()]).args(extra);
+    let mut running = Running::spawn(cmd).unwrap();
+    running
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    running
+}
+
+fn stop(running: Running) -> (Vec<Value>, Vec<String>) {
+    running.signal(libc::SIGINT).unwrap();
+    let (status, stdout, stderr) = running.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "execsnoop failed: {stderr:?}");
+    let events = stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (events, stderr)
+}
+
+fn find<'a>(events: &'a [Value], event: &str, pid: u32) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["event"] == event && e["pid"] == pid)
+        .unwrap_or_else(|| panic!("no {event} event for pid {pid} in {events:?}"))
+}
+
+/// Children of this test process: `sh -c "exit 7"`, `/bin/true`, and a
+/// `sleep` killed with SIGKILL. Each event must say exactly what happened.
+fn events_of_own_children(transport: &[&str]) {
+    let me = std::process::id();
+    let snoop = start(me, transport);
+
+    let mut sh = Command::new("/bin/sh")
+        .args(["-c", "exit 7"])
+        .spawn()
+        .unwrap();
+    let sh_pid = sh.id();
+    assert_eq!(sh.wait().unwrap().code(), Some(7));
+    let mut t = Command::new("/bin/true").spawn().unwrap();
+    let true_pid = t.id();
+    t.wait().unwrap();
+    let mut sleep = Command::new("/bin/sleep").arg("10").spawn().unwrap();
+    let sleep_pid = sleep.id();
+    std::thread::sleep(Duration::from_millis(100));
+    sleep.kill().unwrap();
+    sleep.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (events, stderr) = stop(snoop);
+    let exec = find(&events, "exec", sh_pid);
+    assert_eq!(exec["ppid"], me);
+    assert_eq!(exec["comm"], "sh");
+    assert_eq!(exec["filename"], "/bin/sh");
+    assert_eq!(exec["uid"], 0);
+    assert_eq!(find(&events, "exit", sh_pid)["exit_status"], 7);
+    assert_eq!(find(&events, "exec", true_pid)["filename"], "/bin/true");
+    assert_eq!(find(&events, "exit", true_pid)["exit_status"], 0);
+    let killed = find(&events, "exit", sleep_pid);
+    assert_eq!(killed["signal"], libc::SIGKILL);
+    assert_eq!(killed["comm"], "sleep");
+    // Every event is a child of this test (or the test itself).
+    assert!(events.iter().all(|e| e["pid"] == me || e["ppid"] == me));
+    assert!(
+        stderr.iter().any(|l| l.ends_with(" 0 lost.")),
+        "nothing lost: {stderr:?}"
+    );
+}
+
+#[test]
+fn ring_buffer_events_of_own_children() {
+    require_privileges!("ring_buffer_events_of_own_children");
+    events_of_own_children(&[]);
+}
+
+#[test]
+fn perf_buffer_events_of_own_children() {
+    require_privileges!("perf_buffer_events_of_own_children");
+    events_of_own_children(&["--perf-buffer"]);
+}
+
+/// A 4 KiB buffer holds about 13 events. The consumer is frozen (SIGSTOP)
+/// while a shell runs /bin/true 60 times: 121 events (60 exec, 60 exit, the
+/// shell's own exit) for 13 places. Delivered plus lost must add up, and the
+/// loss must be reported.
+///
+/// The shell exits only after the consumer is running again: a perf buffer
+/// reports its losses lazily, in a record the kernel writes just before the
+/// next sample that fits, so one more event must come after the drain.
+fn overflow(transport: &[&str]) {
+    let mut shell = Command::new("/bin/sh");
+    shell.args([
+        "-c",
+        "read go; i=0; while [ $i -lt 60 ]; do /bin/true; i=$((i+1)); done; echo looped; read done",
+    ]);
+    let mut shell = Running::spawn_with_stdin(shell).unwrap();
+    let mut args = vec!["--buffer-kib", "4"];
+    args.extend_from_slice(transport);
+    let snoop = start(shell.pid(), &args);
+
+    snoop.signal(libc::SIGSTOP).unwrap();
+    shell.write_stdin("go\n").unwrap();
+    shell
+        .wait_for_stdout("looped", Duration::from_secs(30))
+        .unwrap();
+    snoop.signal(libc::SIGCONT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    shell.write_stdin("done\n").unwrap();
+    let (status, _, _) = shell.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (events, stderr) = stop(snoop);
+    let summary = stderr
+        .iter()
+        .find(|l| l.ends_with(" lost."))
+        .expect("a summary line");
+    let numbers: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (delivered, lost) = (numbers[0], numbers[1]);
+    assert_eq!(delivered, events.len() as u64, "{summary}");
+    assert!(lost > 0, "nothing lost: {summary}");
+    assert_eq!(delivered + lost, 121, "{summary}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("WARNING:") && l.contains("lost")),
+        "the loss was reported: {stderr:?}"
+    );
+}
+
+#[test]
+fn ring_buffer_overflow_is_counted() {
+    require_privileges!("ring_buffer_overflow_is_counted");
+    overflow(&[]);
+}
+
+#[test]
+fn perf_buffer_overflow_is_counted() {
+    require_privileges!("perf_buffer_overflow_is_counted");
+    overflow(&["--perf-buffer"]);
+}
+
+#[test]
+fn bad_input_gives_one_line() {
+    require_privileges!("bad_input_gives_one_line");
+    for (args, needle) in [
+        (vec!["--buffer-kib", "3"], "power of two"),
+        (vec!["-p", "0"], "--pid"),
+        (vec!["--bogus"], "--bogus"),
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -1,0 +1,102 @@
+//! fentry: either the kernel runs the programs and the histogram counts the
+//! calls this test makes, or it refuses them and the binary says so in one
+//! line. This project's CI host refuses BPF trampolines (EPERM), so there
+//! the latency test reports itself as not run, by name: the one test allowed
+//! to, until the project can run tests in a VM with another kernel.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use learning_ebpf_rs::require_privileges;
+use learning_ebpf_rs::testing::Running;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fentry");
+
+/// Runs `fentry` for one second; Ok(stdout) when it worked, Err(stderr).
+fn one_second(function: &str) -> Result<String, (Option<i32>, String)> {
+    let out = Command::new(BIN)
+        .args(["-f", function, "--json", "1", "1"])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+fn kernel_refuses_fentry() -> bool {
+    matches!(one_second("do_unlinkat"), Err((_, e)) if e.contains("refuses fentry/fexit"))
+}
+
+#[test]
+fn works_or_refuses_in_one_line() {
+    require_privileges!("works_or_refuses_in_one_line");
+    match one_second("do_unlinkat") {
+        Ok(stdout) => {
+            let hist: Value = serde_json::from_str(stdout.trim()).unwrap();
+            assert_eq!(hist["unit"], "usecs");
+        }
+        Err((code, stderr)) => {
+            assert_eq!(code, Some(1));
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(
+                stderr.contains("refuses fentry/fexit programs (EPERM"),
+                "{stderr}"
+            );
+        }
+    }
+    // An unknown function is named, whatever the kernel allows.
+    let Err((code, stderr)) = one_second("no_such_kernel_function") else {
+        panic!("an unknown function must fail");
+    };
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("'no_such_kernel_function' not found"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn measures_unlink_latency() {
+    require_privileges!("measures_unlink_latency");
+    if kernel_refuses_fentry() {
+        eprintln!(
+            "NOT RUN measures_unlink_latency: this kernel refuses fentry/fexit programs (EPERM); \
+             it runs where BPF trampolines load (e.g. Debian's 6.1 or 6.12 kernels)"
+        );
+        return;
+    }
+    let me = std::process::id();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-f", "do_unlinkat", "-p", &me.to_string(), "--json"]);
+    let mut probe = Running::spawn(cmd).unwrap();
+    probe
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("lebpf-fentry-{me}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..100 {
+        let file = dir.join(i.to_string());
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::remove_file(&file).unwrap();
+    }
+    std::fs::remove_dir(&dir).unwrap();
+    probe.signal(libc::SIGINT).unwrap();
+    let (status, stdout, stderr) = probe.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    let hist: Value = serde_json::from_str(stdout.last().unwrap()).unwrap();
+    let calls: u64 = hist["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .sum();
+    assert!(calls >= 100, "{calls} unlinks timed, expected at least 100");
+}

@@ -1,0 +1,149 @@
+//! runqlat proven in the kernel: a workload with a known run queue delay
+//! lands its counts in the expected log2 bucket; [interval] [count] works.
+
+use std::process::Command;
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use learning_ebpf_rs::hist::slot;
+use learning_ebpf_rs::require_privileges;
+use learning_ebpf_rs::testing::Running;
+
+const BIN: &str = env!("CARGO_BIN_EXE_runqlat");
+const ROUNDS: usize = 10;
+/// In the middle of the 8192 -> 16383 usecs bucket.
+const HOG: Duration = Duration::from_millis(12);
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: sched_setaffinity on the calling thread (pid 0) with a set
+    // we built.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// Two threads on the same CPU, released together by a barrier each round:
+/// a SCHED_FIFO "hog" that spins for 12 ms, and a normal "waiter". The
+/// waiter is runnable from the moment the barrier opens, but a real-time
+/// task owns the CPU, so it waits on the run queue for the whole spin. With
+/// runqlat filtered to the waiter's thread id, every round must land in the
+/// 8192 -> 16383 usecs bucket, and nothing above it.
+#[test]
+fn known_delay_lands_in_its_bucket() {
+    require_privileges!("known_delay_lands_in_its_bucket");
+    let cpu = 1 % std::thread::available_parallelism().map_or(1, |n| n.get());
+    let barrier = Arc::new(Barrier::new(2));
+    let (tid_tx, tid_rx) = channel();
+    let (go_tx, go_rx) = channel::<()>();
+
+    let waiter_barrier = barrier.clone();
+    let waiter = std::thread::spawn(move || {
+        pin_to_cpu(cpu);
+        tid_tx.send(gettid()).unwrap();
+        go_rx.recv().unwrap();
+        for _ in 0..ROUNDS {
+            waiter_barrier.wait(); // runnable now, but the hog has the CPU
+            waiter_barrier.wait(); // the hog is done
+        }
+    });
+    let hog_barrier = barrier.clone();
+    let hog = std::thread::spawn(move || {
+        pin_to_cpu(cpu);
+        // SAFETY: setting this thread's own scheduling policy.
+        unsafe {
+            let param = libc::sched_param { sched_priority: 10 };
+            let rc = libc::sched_setscheduler(0, libc::SCHED_FIFO, &param);
+            assert_eq!(rc, 0, "SCHED_FIFO: {}", std::io::Error::last_os_error());
+        }
+        for _ in 0..ROUNDS {
+            hog_barrier.wait();
+            let start = Instant::now();
+            while start.elapsed() < HOG {
+                std::hint::spin_loop();
+            }
+            hog_barrier.wait();
+        }
+    });
+
+    let tid = tid_rx.recv().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--tid", &tid.to_string(), "--json"]);
+    let mut runqlat = Running::spawn(cmd).unwrap();
+    runqlat
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    go_tx.send(()).unwrap();
+    waiter.join().unwrap();
+    hog.join().unwrap();
+
+    runqlat.signal(libc::SIGINT).unwrap();
+    let (status, stdout, stderr) = runqlat.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    let hist: Value = serde_json::from_str(stdout.last().expect("a histogram")).unwrap();
+    assert_eq!(hist["unit"], "usecs");
+    let counts: Vec<u64> = hist["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .collect();
+    let expected = slot(HOG.as_micros() as u64); // 12,000 us -> 13
+    assert_eq!(expected, 13);
+    assert!(
+        counts[expected] >= (ROUNDS as u64) * 8 / 10,
+        "{} of {ROUNDS} waits in slot {expected}: {counts:?}",
+        counts[expected]
+    );
+    let longer: u64 = counts[expected + 1..].iter().sum();
+    assert_eq!(
+        longer, 0,
+        "nothing waited longer than the hog ran: {counts:?}"
+    );
+}
+
+/// `runqlat 1 2` prints two histograms, one a second, and exits by itself.
+#[test]
+fn interval_and_count() {
+    require_privileges!("interval_and_count");
+    let start = Instant::now();
+    let out = Command::new(BIN)
+        .args(["--json", "1", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10));
+    // The machine schedules something every second: the histograms are not empty.
+    let total: u64 = lines[0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .sum();
+    assert!(total > 0, "an empty histogram for a whole second");
+}

@@ -1,0 +1,125 @@
+//! uprobe proven in the kernel: the arguments and return values of calls
+//! that the project's target program makes, in its own function and in
+//! libc, filtered to that one process; and bad input.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use learning_ebpf_rs::require_privileges;
+use learning_ebpf_rs::testing::Running;
+
+const BIN: &str = env!("CARGO_BIN_EXE_uprobe");
+const TARGET: &str = env!("CARGO_BIN_EXE_uprobe_target");
+const CALLS: u64 = 3;
+
+/// Starts the target (it waits), traces `function` in `binary` for the
+/// target's pid only, lets the target make its calls, and returns the events.
+fn trace_target(binary: &str, function: &str, extra: &[&str]) -> (u32, Vec<Value>) {
+    let mut cmd = Command::new(TARGET);
+    cmd.args(["--wait", "--calls", &CALLS.to_string()]);
+    let mut target = Running::spawn_with_stdin(cmd).unwrap();
+    let pid = target.pid();
+    target
+        .wait_for_stdout("pid ", Duration::from_secs(10))
+        .unwrap();
+
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "-b",
+        binary,
+        "-f",
+        function,
+        "-p",
+        &pid.to_string(),
+        "--json",
+    ])
+    .args(extra);
+    let mut probe = Running::spawn(cmd).unwrap();
+    probe
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    target.write_stdin("go\n").unwrap();
+    let (status, _, _) = target.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+
+    probe.signal(libc::SIGINT).unwrap();
+    let (status, stdout, stderr) = probe.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    let events = stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (pid, events)
+}
+
+fn split(events: &[Value]) -> (Vec<&Value>, Vec<&Value>) {
+    (
+        events.iter().filter(|e| e["event"] == "entry").collect(),
+        events.iter().filter(|e| e["event"] == "return").collect(),
+    )
+}
+
+#[test]
+fn own_function_arguments_and_return_value() {
+    require_privileges!("own_function_arguments_and_return_value");
+    let (pid, events) = trace_target(TARGET, "lebpf_add", &[]);
+    let (entries, returns) = split(&events);
+    assert_eq!(entries.len() as u64, CALLS, "{events:?}");
+    assert_eq!(returns.len() as u64, CALLS, "{events:?}");
+    for (i, (entry, ret)) in entries.iter().zip(&returns).enumerate() {
+        assert_eq!(entry["pid"], pid);
+        assert_eq!(entry["comm"], "uprobe_target");
+        assert_eq!(entry["args"][0], i as u64, "first argument of call {i}");
+        assert_eq!(entry["args"][1], 40, "second argument of call {i}");
+        assert_eq!(ret["ret"], i as u64 + 40, "return value of call {i}");
+    }
+}
+
+#[test]
+fn libc_function_with_a_string_argument() {
+    require_privileges!("libc_function_with_a_string_argument");
+    let (pid, events) = trace_target("libc.so.6", "atoi", &["--string-arg", "0"]);
+    let (entries, returns) = split(&events);
+    // Only the target's own calls: the filter is the pid.
+    assert!(events.iter().all(|e| e["pid"] == pid), "{events:?}");
+    let strings: Vec<&str> = entries
+        .iter()
+        .map(|e| e["string"].as_str().unwrap())
+        .collect();
+    let values: Vec<u64> = returns.iter().map(|e| e["ret"].as_u64().unwrap()).collect();
+    assert_eq!(strings, ["1000", "1001", "1002"]);
+    assert_eq!(values, [1000, 1001, 1002]);
+}
+
+#[test]
+fn bad_input_gives_one_line() {
+    require_privileges!("bad_input_gives_one_line");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["-b", TARGET, "-f", "no_such_function"],
+            "function 'no_such_function' not found",
+        ),
+        (
+            &["-b", "/nonexistent/prog", "-f", "main"],
+            "/nonexistent/prog does not exist",
+        ),
+        (
+            &["-b", TARGET, "-f", "lebpf_add", "-p", "999999999"],
+            "no process with pid 999999999",
+        ),
+        (
+            &["-b", TARGET, "-f", "lebpf_add", "--string-arg", "3"],
+            "--string-arg",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -45,10 +45,12 @@ static __always_inline struct uprobe_event *start(__u32 kind)
 	return e;
 }
 
-/* (2) BPF_UPROBE names the arguments; underneath they come from the saved
- * registers (pt_regs) through the architecture's calling convention. */
+/* (2) BPF_KPROBE names the arguments; underneath they come from the saved
+ * registers (pt_regs) through the architecture's calling convention. For
+ * uprobes, libbpf 1.2+ also spells it BPF_UPROBE; the older libbpf headers
+ * that `make raw` uses (Debian's 1.1) have only BPF_KPROBE. */
 SEC("uprobe")
-int BPF_UPROBE(handle_entry, __u64 a0, __u64 a1, __u64 a2)
+int BPF_KPROBE(handle_entry, __u64 a0, __u64 a1, __u64 a2)
 {
 	struct uprobe_event *e = start(UPROBE_ENTRY);
 	__u64 str_ptr;
@@ -71,7 +73,7 @@ int BPF_UPROBE(handle_entry, __u64 a0, __u64 a1, __u64 a2)
 }
 
 SEC("uretprobe")
-int BPF_URETPROBE(handle_return, __u64 ret)
+int BPF_KRETPROBE(handle_return, __u64 ret)
 {
 	struct uprobe_event *e = start(UPROBE_RETURN);
 

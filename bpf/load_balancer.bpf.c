@@ -212,9 +212,16 @@ int lb_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	/* (9) Only a SYN starts a TCP flow; a stray segment of a flow we do
-	 * not know is left to conntrack (which marks it invalid). */
-	if (proto == IPPROTO_TCP && (!tcph->syn || tcph->ack))
-		return TC_ACT_OK;
+	 * not know is left to conntrack (which marks it invalid). parse_ports
+	 * checked 20 bytes for TCP, but the verifier does not connect that
+	 * check (whose length depended on proto) with this branch: check again
+	 * next to the read. */
+	if (proto == IPPROTO_TCP) {
+		if ((void *)(tcph + 1) > data_end)
+			return TC_ACT_OK;
+		if (!tcph->syn || tcph->ack)
+			return TC_ACT_OK;
+	}
 	return new_flow(skb, &tuple, &opts, cnt);
 }
 

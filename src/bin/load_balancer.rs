@@ -1,0 +1,519 @@
+//! load_balancer: an L4 load balancer for one virtual address, built on the
+//! kernel's conntrack through kfuncs. Backends can be added, removed or
+//! drained while it runs, through its pinned maps.
+//!
+//! The kernel side is bpf/load_balancer.bpf.c; the chapter is
+//! docs/07-load_balancer.md.
+
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use serde::Serialize;
+
+use learning_ebpf_rs::pin::{self, Pins};
+use learning_ebpf_rs::privileges::{self, Cap};
+use learning_ebpf_rs::skel::load_balancer::{types, LoadBalancerSkelBuilder};
+use learning_ebpf_rs::tc::{TcAttachment, TcDirection, TcMode};
+use learning_ebpf_rs::{cli, maps, netif, signals};
+
+const DEFAULT_PIN: &str = "/sys/fs/bpf/load_balancer";
+const MAX_BACKENDS: u32 = 64; // LB_MAX_BACKENDS
+const TABLE_SIZE: u32 = 1024; // LB_TABLE_SIZE
+const NO_BACKEND: u32 = u32::MAX; // LB_NO_BACKEND
+const NFT_TABLE: &str = "lebpf_lb";
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    load_balancer -i eth0 --vip 10.0.0.100:80 --backend 10.1.0.1:8080 --backend 10.1.0.2:8080,3
+  While it runs, from another shell:
+    load_balancer add 10.1.0.3:8080,2       # a new backend with weight 2
+    load_balancer drain 10.1.0.1:8080       # keep its connections, send it no new ones
+    load_balancer remove 10.1.0.2:8080      # new connections avoid it
+    load_balancer stats --json";
+
+/// Balance TCP and UDP flows to a virtual IP across backends, with conntrack kfuncs.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    manage: Option<Manage>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Interface the clients' traffic arrives on
+    #[arg(short, long, value_name = "IFACE", required = true)]
+    iface: Option<String>,
+    /// Virtual address and port the clients connect to
+    #[arg(long, value_name = "IP:PORT", required = true)]
+    vip: Option<SocketAddrV4>,
+    /// A backend, with an optional weight (default 1); repeatable
+    #[arg(long = "backend", value_name = "IP:PORT[,WEIGHT]")]
+    backends: Vec<Backend>,
+    /// Which protocols to balance
+    #[arg(long, value_enum, default_value_t = Proto::Both)]
+    proto: Proto,
+    /// tc: clsact + cls_bpf; tcx: bpf_link (Linux 6.6+)
+    #[arg(long, value_enum, default_value_t = TcMode::Tc)]
+    attach: TcMode,
+    /// Directory (on a bpffs) to pin the maps in, for the management commands
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN)]
+    pin: PathBuf,
+    /// Seconds between reports
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
+    /// Exit after this many reports (default: run until Ctrl-C)
+    #[arg(short, long)]
+    count: Option<u64>,
+    /// Print each report as one JSON object per line
+    #[arg(long)]
+    json: bool,
+    /// Show libbpf's debug output, including the verifier log
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Args)]
+struct PinArg {
+    /// The running load balancer's --pin directory
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN)]
+    pin: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Manage {
+    /// Add a backend (or change an existing one's weight and make it active)
+    Add {
+        #[arg(value_name = "IP:PORT[,WEIGHT]")]
+        backend: Backend,
+        #[command(flatten)]
+        pin: PinArg,
+    },
+    /// Remove a backend: new connections avoid it
+    Remove {
+        #[arg(value_name = "IP:PORT")]
+        backend: Backend,
+        #[command(flatten)]
+        pin: PinArg,
+    },
+    /// Drain a backend: its connections continue, no new ones start
+    Drain {
+        #[arg(value_name = "IP:PORT")]
+        backend: Backend,
+        #[command(flatten)]
+        pin: PinArg,
+    },
+    /// Show the backends and their statistics
+    Stats {
+        #[command(flatten)]
+        pin: PinArg,
+        /// As one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Proto {
+    Tcp,
+    Udp,
+    Both,
+}
+
+/// `IP:PORT[,WEIGHT]` from the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Backend {
+    addr: SocketAddrV4,
+    weight: u32,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Backend, String> {
+        let (addr, weight) = match s.split_once(',') {
+            Some((a, w)) => (a, w),
+            None => (s, "1"),
+        };
+        let addr: SocketAddrV4 = addr
+            .parse()
+            .map_err(|_| format!("'{addr}' is not an IPv4 address and port (IP:PORT)"))?;
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            return Err(format!("'{addr}': the address and the port must not be 0"));
+        }
+        let weight: u32 = weight
+            .parse()
+            .ok()
+            .filter(|w| (1..=1000).contains(w))
+            .ok_or_else(|| format!("weight '{weight}' must be a whole number from 1 to 1000"))?;
+        Ok(Backend { addr, weight })
+    }
+}
+
+/// The load balancer's maps, opened from their pins by a management command.
+struct LbMaps {
+    backends: MapHandle,
+    table: MapHandle,
+    stats: MapHandle,
+}
+
+fn read_backend(map: &impl MapCore, i: u32) -> Result<types::lb_backend> {
+    let value = map
+        .lookup(&i.to_ne_bytes(), MapFlags::ANY)?
+        .ok_or_else(|| anyhow!("backend slot {i} missing"))?;
+    maps::from_bytes(&value)
+}
+
+fn write_backend(map: &impl MapCore, i: u32, be: &types::lb_backend) -> Result<()> {
+    map.update(&i.to_ne_bytes(), maps::bytes_of(be), MapFlags::ANY)
+        .context("updating a backend")
+}
+
+fn all_backends(map: &impl MapCore) -> Result<Vec<types::lb_backend>> {
+    (0..MAX_BACKENDS).map(|i| read_backend(map, i)).collect()
+}
+
+fn socket_addr(be: &types::lb_backend) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(u32::from_be(be.addr)), be.port as u16)
+}
+
+/// Refills the selection table: each active backend gets slots in
+/// proportion to its weight (largest remainders get the rounding), or every
+/// slot says "no backend" when none is active.
+fn rebuild_table(backends: &impl MapCore, table: &impl MapCore) -> Result<()> {
+    let active: Vec<(u32, u32)> = all_backends(backends)?
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.addr != 0 && b.state == types::lb_backend_state::LB_BACKEND_ACTIVE.0)
+        .map(|(i, b)| (i as u32, b.weight))
+        .collect();
+    let total: u32 = active.iter().map(|(_, w)| w).sum();
+    let mut slots: Vec<u32> = Vec::with_capacity(TABLE_SIZE as usize);
+    if total > 0 {
+        let mut shares: Vec<(u32, u32, u32)> = active
+            .iter()
+            .map(|(i, w)| (*i, w * TABLE_SIZE / total, w * TABLE_SIZE % total))
+            .collect();
+        let assigned: u32 = shares.iter().map(|s| s.1).sum();
+        shares.sort_by(|a, b| b.2.cmp(&a.2));
+        for s in shares.iter_mut().take((TABLE_SIZE - assigned) as usize) {
+            s.1 += 1;
+        }
+        for (i, n, _) in &shares {
+            slots.extend(std::iter::repeat_n(*i, *n as usize));
+        }
+    }
+    slots.resize(TABLE_SIZE as usize, NO_BACKEND);
+    for (slot, idx) in slots.iter().enumerate() {
+        table.update(
+            &(slot as u32).to_ne_bytes(),
+            &idx.to_ne_bytes(),
+            MapFlags::ANY,
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds or updates `b` (state active); returns its slot.
+fn upsert(backends: &impl MapCore, b: &Backend, state: u32) -> Result<u32> {
+    let all = all_backends(backends)?;
+    let target = u32::from(*b.addr.ip()).to_be();
+    let slot =
+        all.iter()
+            .position(|x| x.addr == target && x.port == u32::from(b.addr.port()))
+            .or_else(|| all.iter().position(|x| x.addr == 0))
+            .ok_or_else(|| anyhow!("all {MAX_BACKENDS} backend slots are in use"))? as u32;
+    let be = types::lb_backend {
+        addr: target,
+        port: u32::from(b.addr.port()),
+        weight: b.weight,
+        state,
+    };
+    write_backend(backends, slot, &be)?;
+    Ok(slot)
+}
+
+fn find(backends: &impl MapCore, addr: &SocketAddrV4) -> Result<u32> {
+    all_backends(backends)?
+        .iter()
+        .position(|x| x.addr != 0 && socket_addr(x) == *addr)
+        .map(|i| i as u32)
+        .ok_or_else(|| anyhow!("{addr} is not a backend"))
+}
+
+#[derive(Serialize)]
+struct BackendReport {
+    backend: String,
+    state: &'static str,
+    weight: u32,
+    connections: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+fn report_rows(backends: &impl MapCore, stats: &impl MapCore) -> Result<Vec<BackendReport>> {
+    let mut rows = Vec::new();
+    for (i, be) in all_backends(backends)?.iter().enumerate() {
+        let per_cpu: Vec<types::lb_stats> = maps::percpu(stats, &(i as u32).to_ne_bytes())?;
+        let (connections, packets, bytes) = per_cpu.iter().fold((0, 0, 0), |(c, p, b), s| {
+            (c + s.connections, p + s.packets, b + s.bytes)
+        });
+        if be.addr == 0 && connections == 0 {
+            continue;
+        }
+        rows.push(BackendReport {
+            backend: socket_addr(be).to_string(),
+            state: match (be.addr, be.state) {
+                (0, _) => "removed",
+                (_, s) if s == types::lb_backend_state::LB_BACKEND_DRAINING.0 => "draining",
+                _ => "active",
+            },
+            weight: be.weight,
+            connections,
+            packets,
+            bytes,
+        });
+    }
+    Ok(rows)
+}
+
+fn print_report(rows: &[BackendReport], json: bool) {
+    if json {
+        let report = serde_json::json!({"time": cli::clock(), "backends": rows});
+        println!("{report}");
+        return;
+    }
+    println!("\n{}", cli::clock());
+    println!(
+        "{:<22} {:<9} {:>6} {:>12} {:>12} {:>14}",
+        "BACKEND", "STATE", "WEIGHT", "CONNECTIONS", "PACKETS", "BYTES"
+    );
+    for r in rows {
+        println!(
+            "{:<22} {:<9} {:>6} {:>12} {:>12} {:>14}",
+            r.backend, r.state, r.weight, r.connections, r.packets, r.bytes
+        );
+    }
+}
+
+/// An nftables table whose only job is its side effects: the NAT chains make
+/// netfilter register its NAT hooks in this network namespace, and the `ct`
+/// rule makes it register conntrack (an empty NAT chain does not). Without
+/// both, the NAT that the program records would never be applied. The rule
+/// only counts invalid packets. Removed on drop.
+struct NatHooks;
+
+impl NatHooks {
+    fn install() -> Result<NatHooks> {
+        let script = format!(
+            "table ip {NFT_TABLE} {{\n\
+             chain pre {{ type nat hook prerouting priority dstnat; ct state invalid counter; }}\n\
+             chain post {{ type nat hook postrouting priority srcnat; }}\n}}\n"
+        );
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("running nft (install nftables: `make setup`)")?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(script.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "creating the nftables NAT hooks failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(NatHooks)
+    }
+}
+
+impl Drop for NatHooks {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", NFT_TABLE])
+            .status();
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    cli::init_libbpf_log(args.verbose);
+    let iface = args.iface.clone().unwrap_or_default();
+    let vip = args.vip.ok_or_else(|| anyhow!("--vip is required"))?;
+    // Check everything that can be checked before touching the kernel.
+    let ifindex = netif::ifindex(&iface)?;
+    privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
+    if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .map(|v| v.trim() != "1")
+        .unwrap_or(true)
+    {
+        bail!("IPv4 forwarding is off in this network namespace: enable it with `sysctl -w net.ipv4.ip_forward=1`");
+    }
+    let mut pins = Pins::new(&args.pin, false)?;
+    let stop = signals::Stop::install()?;
+
+    // Open; the virtual address and protocols are read-only data.
+    let mut object = MaybeUninit::uninit();
+    let mut open = LoadBalancerSkelBuilder::default()
+        .open(&mut object)
+        .context("opening the BPF object")?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+    rodata.vip_addr = u32::from(*vip.ip()).to_be();
+    rodata.vip_port = vip.port();
+    rodata.balance_tcp = args.proto != Proto::Udp;
+    rodata.balance_udp = args.proto != Proto::Tcp;
+
+    // Load: libbpf resolves the kfuncs against the kernel's BTF here.
+    let mut skel = open.load().map_err(|e| {
+        let err = cli::load_error(e);
+        anyhow!("{err:#} (the conntrack kfuncs need Linux 6.1+ with nf_conntrack built in)")
+    })?;
+
+    // Backends and the selection table, before the program sees a packet.
+    for b in &args.backends {
+        upsert(
+            &skel.maps.backends,
+            b,
+            types::lb_backend_state::LB_BACKEND_ACTIVE.0,
+        )?;
+    }
+    rebuild_table(&skel.maps.backends, &skel.maps.table)?;
+    let m = &mut skel.maps;
+    for (map, name) in [
+        (&mut m.backends, "backends"),
+        (&mut m.table, "table"),
+        (&mut m.stats, "stats"),
+    ] {
+        pins.pin_map(map, name)?;
+    }
+    pins.arm_watchdog()?;
+
+    let _nat = NatHooks::install()?;
+    let attachment = TcAttachment::attach(
+        ifindex,
+        args.attach,
+        &[(TcDirection::Ingress, &skel.progs.lb_ingress)],
+    )
+    .with_context(|| format!("attaching to {iface}"))?;
+    eprintln!(
+        "Balancing {vip} ({}) on {iface} across {} backends; maps pinned in {}. Hit Ctrl-C to end.",
+        match args.proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Both => "tcp and udp",
+        },
+        args.backends.len(),
+        pins.dir().display()
+    );
+
+    let mut reports = 0;
+    loop {
+        let finished = !stop.sleep(Duration::from_secs(args.interval));
+        print_report(
+            &report_rows(&skel.maps.backends, &skel.maps.stats)?,
+            args.json,
+        );
+        reports += 1;
+        if finished || args.count.is_some_and(|c| reports >= c) {
+            break;
+        }
+    }
+    drop(attachment);
+    eprintln!("Detached from {iface}.");
+    Ok(())
+}
+
+fn open_pinned(dir: &Path) -> Result<LbMaps> {
+    let open = |name: &str| {
+        let path = dir.join(name);
+        MapHandle::from_pinned_path(&path).map_err(|e| {
+            if path.exists() {
+                anyhow!("opening {}: {e}", path.display())
+            } else {
+                anyhow!(
+                    "no running load_balancer pinned its maps in {} (start one, or pass its --pin)",
+                    dir.display()
+                )
+            }
+        })
+    };
+    Ok(LbMaps {
+        backends: open("backends")?,
+        table: open("table")?,
+        stats: open("stats")?,
+    })
+}
+
+fn manage(cmd: Manage) -> Result<()> {
+    privileges::require(&[Cap::Bpf])?;
+    match cmd {
+        Manage::Add { backend, pin } => {
+            let lb = open_pinned(&pin.pin)?;
+            upsert(
+                &lb.backends,
+                &backend,
+                types::lb_backend_state::LB_BACKEND_ACTIVE.0,
+            )?;
+            rebuild_table(&lb.backends, &lb.table)?;
+            println!("{} added (weight {})", backend.addr, backend.weight);
+        }
+        Manage::Remove { backend, pin } => {
+            let lb = open_pinned(&pin.pin)?;
+            let slot = find(&lb.backends, &backend.addr)?;
+            // Out of the table first, so no new flow picks a vanishing slot.
+            let mut be = read_backend(&lb.backends, slot)?;
+            be.state = types::lb_backend_state::LB_BACKEND_DRAINING.0;
+            write_backend(&lb.backends, slot, &be)?;
+            rebuild_table(&lb.backends, &lb.table)?;
+            write_backend(&lb.backends, slot, &types::lb_backend::default())?;
+            println!("{} removed", backend.addr);
+        }
+        Manage::Drain { backend, pin } => {
+            let lb = open_pinned(&pin.pin)?;
+            let slot = find(&lb.backends, &backend.addr)?;
+            let mut be = read_backend(&lb.backends, slot)?;
+            be.state = types::lb_backend_state::LB_BACKEND_DRAINING.0;
+            write_backend(&lb.backends, slot, &be)?;
+            rebuild_table(&lb.backends, &lb.table)?;
+            println!("{} draining", backend.addr);
+        }
+        Manage::Stats { pin, json } => {
+            let lb = open_pinned(&pin.pin)?;
+            print_report(&report_rows(&lb.backends, &lb.stats)?, json);
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    pin::run_watchdog_if_asked();
+    let cli = cli::parse::<Cli>();
+    cli::run(|| match cli.manage {
+        None => run(cli.run),
+        Some(cmd) => manage(cmd),
+    });
+}

@@ -53,13 +53,23 @@ struct {
 	__type(value, struct lb_backend);
 } backends SEC(".maps");
 
-/* (2) The selection table: LB_TABLE_SIZE backend indexes. */
+/* (2) The selection table: LB_TABLE_SIZE backend indexes, in the order of
+ * a smooth weighted round robin. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_TABLE_SIZE);
 	__type(key, __u32);
 	__type(value, __u32);
 } table SEC(".maps");
+
+/* Where each CPU is in the table: the next new flow on this CPU takes the
+ * next slot (weighted round robin). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} cursor SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -106,12 +116,17 @@ static __always_inline int new_flow(struct __sk_buff *skb,
 	union nf_inet_addr addr = {};
 	struct nf_conn___init *nct;
 	struct lb_backend *be;
+	__u32 slot, *idx, *pos;
 	struct nf_conn *ct;
-	__u32 slot, *idx;
+	__u32 zero = 0;
 
-	/* (3) Weighted choice: a random slot of a table in which each active
-	 * backend holds slots in proportion to its weight. */
-	slot = bpf_get_prandom_u32() % LB_TABLE_SIZE;
+	/* (3) Weighted round robin: user space fills the table with backend
+	 * indexes, each active backend in proportion to its weight and spread
+	 * evenly; each CPU walks it with its own cursor (per-CPU: no locks). */
+	pos = bpf_map_lookup_elem(&cursor, &zero);
+	if (!pos)
+		return TC_ACT_OK;
+	slot = (*pos)++ % LB_TABLE_SIZE;
 	idx = bpf_map_lookup_elem(&table, &slot);
 	if (!idx || *idx == LB_NO_BACKEND)
 		goto no_backend;

@@ -4,13 +4,13 @@
 #define LOAD_BALANCER_H
 
 #define LB_MAX_BACKENDS 64
-/* New flows pick a slot at random; user space fills the slots in proportion
- * to the weights of the active backends. */
+/* New flows take the table's slots in turn; user space fills the slots in
+ * proportion to the weights of the active backends, interleaved. */
 #define LB_TABLE_SIZE 1024
 #define LB_NO_BACKEND 0xffffffff
 
 enum lb_backend_state {
-	LB_BACKEND_ACTIVE = 0, /* takes new flows */
+	LB_BACKEND_ACTIVE = 0,	 /* takes new flows */
 	LB_BACKEND_DRAINING = 1, /* keeps its flows, takes no new ones */
 };
 
@@ -33,7 +33,7 @@ struct lb_stats {
 struct lb_counters {
 	__u64 new_flows;
 	__u64 no_backend; /* dropped: no active backend */
-	__u64 ct_errors; /* conntrack refused a lookup, alloc or insert */
+	__u64 ct_errors;  /* conntrack refused a lookup, alloc or insert */
 };
 
 #endif /* LOAD_BALANCER_H */

@@ -192,33 +192,36 @@ fn socket_addr(be: &types::lb_backend) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(u32::from_be(be.addr)), be.port as u16)
 }
 
-/// Refills the selection table: each active backend gets slots in
-/// proportion to its weight (largest remainders get the rounding), or every
-/// slot says "no backend" when none is active.
+/// Refills the selection table with a smooth weighted round robin over the
+/// active backends: each gets slots in proportion to its weight, spread out
+/// (weights 1 and 3 give A B B B A B B B..., not A A B B B B B B), so that any
+/// run of consecutive new flows is split close to the weights. Every slot
+/// says "no backend" when none is active.
 fn rebuild_table(backends: &impl MapCore, table: &impl MapCore) -> Result<()> {
-    let active: Vec<(u32, u32)> = all_backends(backends)?
+    let active: Vec<(u32, i64)> = all_backends(backends)?
         .iter()
         .enumerate()
         .filter(|(_, b)| b.addr != 0 && b.state == types::lb_backend_state::LB_BACKEND_ACTIVE.0)
-        .map(|(i, b)| (i as u32, b.weight))
+        .map(|(i, b)| (i as u32, i64::from(b.weight)))
         .collect();
-    let total: u32 = active.iter().map(|(_, w)| w).sum();
-    let mut slots: Vec<u32> = Vec::with_capacity(TABLE_SIZE as usize);
-    if total > 0 {
-        let mut shares: Vec<(u32, u32, u32)> = active
-            .iter()
-            .map(|(i, w)| (*i, w * TABLE_SIZE / total, w * TABLE_SIZE % total))
-            .collect();
-        let assigned: u32 = shares.iter().map(|s| s.1).sum();
-        shares.sort_by(|a, b| b.2.cmp(&a.2));
-        for s in shares.iter_mut().take((TABLE_SIZE - assigned) as usize) {
-            s.1 += 1;
-        }
-        for (i, n, _) in &shares {
-            slots.extend(std::iter::repeat_n(*i, *n as usize));
-        }
-    }
-    slots.resize(TABLE_SIZE as usize, NO_BACKEND);
+    let total: i64 = active.iter().map(|(_, w)| w).sum();
+    let mut current = vec![0i64; active.len()];
+    let slots: Vec<u32> = (0..TABLE_SIZE)
+        .map(|_| {
+            if total == 0 {
+                return NO_BACKEND;
+            }
+            // Everyone gains its weight; the richest is picked and pays the total.
+            for (c, (_, w)) in current.iter_mut().zip(&active) {
+                *c += w;
+            }
+            let best = (0..active.len())
+                .max_by_key(|&i| (current[i], -(i as i64)))
+                .unwrap_or(0);
+            current[best] -= total;
+            active[best].0
+        })
+        .collect();
     for (slot, idx) in slots.iter().enumerate() {
         table.update(
             &(slot as u32).to_ne_bytes(),

@@ -22,6 +22,8 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::privileges::{has_cap, Cap};
 
+pub mod lb_topology;
+
 /// True when CI=true: then a test that cannot run fails instead of skipping.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")

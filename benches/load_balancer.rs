@@ -108,7 +108,7 @@ fn main() {
         eprintln!("SKIPPED load_balancer bench: needs root");
         return;
     }
-    let topo = Topology::new();
+    let topo = Topology::new().unwrap();
     let mut results = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
     for _ in 0..ROUNDS {
         for (m, measure) in [cps as fn(&Topology) -> f64, rps].iter().enumerate() {

@@ -106,7 +106,7 @@ fn tally(names: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
 #[test]
 fn thousand_connections_spread_by_weight() {
     require_privileges!("thousand_connections_spread_by_weight");
-    let topo = Topology::new();
+    let topo = Topology::new().unwrap();
     let weights = [1usize, 2, 3];
     let args: Vec<String> = (0..3)
         .map(|i| format!("{},{}", backend_arg(i), weights[i]))
@@ -153,7 +153,7 @@ fn thousand_connections_spread_by_weight() {
 #[test]
 fn drain_and_remove_at_run_time() {
     require_privileges!("drain_and_remove_at_run_time");
-    let topo = Topology::new();
+    let topo = Topology::new().unwrap();
     let args: Vec<String> = (0..3).map(backend_arg).collect();
     let lb = start_lb(&topo, &args);
 
@@ -202,7 +202,7 @@ fn drain_and_remove_at_run_time() {
 #[test]
 fn udp_flows_follow_the_same_rules() {
     require_privileges!("udp_flows_follow_the_same_rules");
-    let topo = Topology::new();
+    let topo = Topology::new().unwrap();
     let args: Vec<String> = (0..3).map(backend_arg).collect();
     let lb = start_lb(&topo, &args);
 
@@ -257,7 +257,7 @@ fn udp_flows_follow_the_same_rules() {
 #[test]
 fn bad_input_gives_one_line() {
     require_privileges!("bad_input_gives_one_line");
-    let topo = Topology::new();
+    let topo = Topology::new().unwrap();
     let cases: [(&[&str], &str); 5] = [
         (&["-i", "c0", "--vip", "10.30.0.100"], "IP:PORT"),
         (

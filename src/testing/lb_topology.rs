@@ -39,33 +39,30 @@ pub struct Topology {
 }
 
 impl Topology {
-    pub fn new() -> Topology {
-        let client = NetNs::new().unwrap();
-        let lb = NetNs::new().unwrap();
-        veth(&client, "eth0", &lb, "c0").unwrap();
-        add_addr(&client, "eth0", "10.20.0.2/24").unwrap();
-        add_addr(&lb, "c0", "10.20.0.1/24").unwrap();
-        client
-            .ip(&["route", "add", "default", "via", "10.20.0.1"])
-            .unwrap();
+    pub fn new() -> anyhow::Result<Topology> {
+        let client = NetNs::new()?;
+        let lb = NetNs::new()?;
+        veth(&client, "eth0", &lb, "c0")?;
+        add_addr(&client, "eth0", "10.20.0.2/24")?;
+        add_addr(&lb, "c0", "10.20.0.1/24")?;
+        client.ip(&["route", "add", "default", "via", "10.20.0.1"])?;
         let mut backends = Vec::new();
         for i in 0..3 {
-            let b = NetNs::new().unwrap();
+            let b = NetNs::new()?;
             let lb_dev = format!("b{}", i + 1);
-            veth(&b, "eth0", &lb, &lb_dev).unwrap();
-            add_addr(&b, "eth0", &format!("{}/24", backend_ip(i))).unwrap();
-            add_addr(&lb, &lb_dev, &format!("10.21.{}.1/24", i + 1)).unwrap();
+            veth(&b, "eth0", &lb, &lb_dev)?;
+            add_addr(&b, "eth0", &format!("{}/24", backend_ip(i)))?;
+            add_addr(&lb, &lb_dev, &format!("10.21.{}.1/24", i + 1))?;
             b.ip(&[
                 "route",
                 "add",
                 "default",
                 "via",
                 &format!("10.21.{}.1", i + 1),
-            ])
-            .unwrap();
+            ])?;
             backends.push(b);
         }
-        run_cmd(lb.command("sysctl").args(["-qw", "net.ipv4.ip_forward=1"])).unwrap();
+        run_cmd(lb.command("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]))?;
         let mut topo = Topology {
             client,
             lb,
@@ -74,7 +71,7 @@ impl Topology {
             servers: Vec::new(),
         };
         topo.start_servers();
-        topo
+        Ok(topo)
     }
 
     /// In each backend: a TCP server that answers every line with

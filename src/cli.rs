@@ -6,6 +6,21 @@ use std::process::exit;
 
 use libbpf_rs::PrintLevel;
 
+/// The options of every tool that reports counters at intervals; flatten it
+/// into a binary's arguments with `#[command(flatten)]`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Seconds between reports
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Exit after this many reports (default: run until Ctrl-C)
+    #[arg(short, long)]
+    pub count: Option<u64>,
+    /// Print each report as one JSON object per line
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Parses the command line. A usage error prints clap's first line (the one
 /// that says what is wrong) and exits with status 2; `--help` and `--version`
 /// print in full and exit 0.

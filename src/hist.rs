@@ -104,6 +104,29 @@ pub fn print(slots: &[u64], unit: &str, json: bool, timestamp: bool) {
     println!("{}", format_log2(slots, unit));
 }
 
+/// Prints, every interval (or once, at Ctrl-C, without one), the histogram
+/// of what the kernel counted since the previous print: the difference of two
+/// readings, as the kernel only ever increments.
+pub fn report_deltas(
+    map: &impl libbpf_rs::MapCore,
+    stop: &crate::signals::Stop,
+    interval: Option<u64>,
+    count: Option<u64>,
+    unit: &str,
+    json: bool,
+    timestamp: bool,
+) -> anyhow::Result<()> {
+    let interval = std::time::Duration::from_secs(interval.unwrap_or(u64::MAX / 4));
+    let mut prev = read_map(map)?;
+    stop.every(interval, count, |_| {
+        let now = read_map(map)?;
+        let delta: Vec<u64> = now.iter().zip(&prev).map(|(n, p)| n - p).collect();
+        print(&delta, unit, json, timestamp);
+        prev = now;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

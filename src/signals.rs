@@ -38,4 +38,27 @@ impl Stop {
         }
         false
     }
+
+    /// The report loop every aggregating tool has: calls `report` with the
+    /// seconds since the previous call, every `interval`, until `count`
+    /// reports are done or a stop is requested (then once more, so that
+    /// nothing counted since the last report is lost).
+    pub fn every(
+        &self,
+        interval: Duration,
+        count: Option<u64>,
+        mut report: impl FnMut(f64) -> Result<()>,
+    ) -> Result<()> {
+        let mut since = Instant::now();
+        let mut done = 0;
+        loop {
+            let stopped = !self.sleep(interval);
+            report(since.elapsed().as_secs_f64())?;
+            since = Instant::now();
+            done += 1;
+            if stopped || count.is_some_and(|c| done >= c) {
+                return Ok(());
+            }
+        }
+    }
 }

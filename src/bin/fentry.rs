@@ -6,7 +6,6 @@
 //! binary says so in one line.
 
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
@@ -103,20 +102,15 @@ fn run(args: Args) -> Result<()> {
         .context("attaching fentry/fexit")?;
     eprintln!("Tracing {} latency... Hit Ctrl-C to end.", args.function);
 
-    let interval = Duration::from_secs(args.interval.unwrap_or(u64::MAX / 4));
-    let mut prev = hist::read_map(&skel.maps.hist)?;
-    let mut printed = 0;
-    loop {
-        let interrupted = !stop.sleep(interval);
-        let now = hist::read_map(&skel.maps.hist)?;
-        let delta: Vec<u64> = now.iter().zip(&prev).map(|(n, p)| n - p).collect();
-        hist::print(&delta, unit, args.json, false);
-        printed += 1;
-        if interrupted || args.count.is_some_and(|c| printed >= c) {
-            break;
-        }
-        prev = now;
-    }
+    hist::report_deltas(
+        &skel.maps.hist,
+        &stop,
+        args.interval,
+        args.count,
+        unit,
+        args.json,
+        false,
+    )?;
     Ok(())
 }
 

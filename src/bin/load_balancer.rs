@@ -74,15 +74,8 @@ struct RunArgs {
     /// Directory (on a bpffs) to pin the maps in, for the management commands
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN)]
     pin: PathBuf,
-    /// Seconds between reports
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    interval: u64,
-    /// Exit after this many reports (default: run until Ctrl-C)
-    #[arg(short, long)]
-    count: Option<u64>,
-    /// Print each report as one JSON object per line
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    report: cli::ReportArgs,
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
@@ -433,18 +426,17 @@ fn run(args: RunArgs) -> Result<()> {
         pins.dir().display()
     );
 
-    let mut reports = 0;
-    loop {
-        let finished = !stop.sleep(Duration::from_secs(args.interval));
-        print_report(
-            &report_rows(&skel.maps.backends, &skel.maps.stats)?,
-            args.json,
-        );
-        reports += 1;
-        if finished || args.count.is_some_and(|c| reports >= c) {
-            break;
-        }
-    }
+    stop.every(
+        Duration::from_secs(args.report.interval),
+        args.report.count,
+        |_| {
+            print_report(
+                &report_rows(&skel.maps.backends, &skel.maps.stats)?,
+                args.report.json,
+            );
+            Ok(())
+        },
+    )?;
     drop(attachment);
     eprintln!("Detached from {iface}.");
     Ok(())

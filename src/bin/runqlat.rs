@@ -4,7 +4,6 @@
 //! The kernel side is bpf/runqlat.bpf.c; the chapter is docs/04-runqlat.md.
 
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
@@ -80,20 +79,15 @@ fn run(args: Args) -> Result<()> {
 
     // Each histogram is the difference between two readings of the
     // counters, which the kernel only ever increments.
-    let interval = Duration::from_secs(args.interval.unwrap_or(u64::MAX / 4));
-    let mut prev = hist::read_map(&skel.maps.hist)?;
-    let mut printed = 0;
-    loop {
-        let interrupted = !stop.sleep(interval);
-        let now = hist::read_map(&skel.maps.hist)?;
-        let delta: Vec<u64> = now.iter().zip(&prev).map(|(n, p)| n - p).collect();
-        hist::print(&delta, unit, args.json, args.timestamp);
-        printed += 1;
-        if interrupted || args.count.is_some_and(|c| printed >= c) {
-            break;
-        }
-        prev = now;
-    }
+    hist::report_deltas(
+        &skel.maps.hist,
+        &stop,
+        args.interval,
+        args.count,
+        unit,
+        args.json,
+        args.timestamp,
+    )?;
     Ok(())
 }
 

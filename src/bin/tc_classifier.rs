@@ -6,7 +6,7 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -39,15 +39,8 @@ struct Args {
     /// tc: clsact qdisc + cls_bpf filter; tcx: bpf_link (Linux 6.6+)
     #[arg(long, value_enum, default_value_t = TcMode::Tc)]
     attach: TcMode,
-    /// Seconds between reports
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    interval: u64,
-    /// Exit after this many reports (default: run until Ctrl-C)
-    #[arg(short, long)]
-    count: Option<u64>,
-    /// Print each report as one JSON object per line
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    report: cli::ReportArgs,
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
@@ -192,19 +185,16 @@ fn run(args: Args) -> Result<()> {
 
     // Report every interval from counter deltas; on Ctrl-C one last report.
     let mut prev = read_totals(&skel.maps.counters)?;
-    let mut since = Instant::now();
-    let mut reports = 0;
-    loop {
-        let finished = !stop.sleep(Duration::from_secs(args.interval));
-        let now = read_totals(&skel.maps.counters)?;
-        report(&now, &prev, since.elapsed().as_secs_f64(), args.json);
-        reports += 1;
-        if finished || args.count.is_some_and(|c| reports >= c) {
-            break;
-        }
-        prev = now;
-        since = Instant::now();
-    }
+    stop.every(
+        Duration::from_secs(args.report.interval),
+        args.report.count,
+        |secs| {
+            let now = read_totals(&skel.maps.counters)?;
+            report(&now, &prev, secs, args.report.json);
+            prev = now;
+            Ok(())
+        },
+    )?;
 
     // Detach (and remove the clsact qdisc if this run created it).
     drop(attachment);

@@ -8,7 +8,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -77,15 +77,8 @@ struct RunArgs {
     /// Leave the pinned maps in place on exit
     #[arg(long)]
     keep_pinned: bool,
-    /// Seconds between reports
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    interval: u64,
-    /// Exit after this many reports (default: run until Ctrl-C)
-    #[arg(short, long)]
-    count: Option<u64>,
-    /// Print each report as one JSON object per line
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    report: cli::ReportArgs,
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
@@ -409,19 +402,16 @@ fn run(args: RunArgs) -> Result<()> {
 
     // Report every interval from counter deltas; on Ctrl-C one last report.
     let mut prev = read_counters(&skel.maps.counters)?;
-    let mut since = Instant::now();
-    let mut reports = 0;
-    loop {
-        let finished = !stop.sleep(Duration::from_secs(args.interval));
-        let now = read_counters(&skel.maps.counters)?;
-        report(&now, &prev, since.elapsed().as_secs_f64(), args.json);
-        reports += 1;
-        if finished || args.count.is_some_and(|c| reports >= c) {
-            break;
-        }
-        prev = now;
-        since = Instant::now();
-    }
+    stop.every(
+        Duration::from_secs(args.report.interval),
+        args.report.count,
+        |secs| {
+            let now = read_counters(&skel.maps.counters)?;
+            report(&now, &prev, secs, args.report.json);
+            prev = now;
+            Ok(())
+        },
+    )?;
 
     // Detach, then unpin (unless kept).
     drop(xdp_link);

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use learning_ebpf_rs::bench::median;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::testing::lb_topology::{
     backend_arg, backend_ip, connect, one_connection, Topology, BACKEND_PORT, VIP, VIP_PORT,
@@ -47,11 +48,6 @@ fn rps(topo: &Topology) -> f64 {
         }
     });
     (PERSISTENT * REQUESTS) as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn with_ebpf(topo: &Topology, f: &dyn Fn(&Topology) -> f64) -> f64 {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
 
+use learning_ebpf_rs::bench::median;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::bufbench::BufbenchSkelBuilder;
 
@@ -191,11 +192,6 @@ fn run(mode: Mode) -> (u64, u64, f64) {
     let secs = start.elapsed().as_secs_f64();
     producer.join().unwrap();
     (received.get(), dropped(), secs)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -10,6 +10,7 @@ use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
 
+use learning_ebpf_rs::bench::median;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
 use learning_ebpf_rs::skel::tc_classifier::TcClassifierSkelBuilder;
@@ -36,11 +37,6 @@ fn ns_per_packet(prog: &ProgramMut, frame: &[u8]) -> f64 {
     };
     let out = prog.test_run(input).expect("test_run");
     out.duration.as_nanos() as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -18,6 +18,7 @@ use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
 
+use learning_ebpf_rs::bench::median;
 use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
@@ -48,11 +49,6 @@ fn ns_per_packet(prog: &ProgramMut, frame: &[u8]) -> f64 {
         ..Default::default()
     };
     prog.test_run(input).expect("test_run").duration.as_nanos() as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// 10,000 distinct prefixes in 100.64.0.0/10, /20 to /32: none contains the

@@ -13,7 +13,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include "runqlat.h"
+#include "histogram.h"
 
 const volatile __u32 targ_tgid = 0;  /* 0: every process */
 const volatile __u64 unit_ns = 1000; /* 1: ns, 1000: us, 1000000: ms */
@@ -25,24 +25,8 @@ struct {
 	__type(value, __u64);
 } start SEC(".maps");
 
-/* Same slots as runqlat (RUNQLAT_MAX_SLOTS, log2 of the latency). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, RUNQLAT_MAX_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} hist SEC(".maps");
-
-static __always_inline __u32 log2l(__u64 v)
-{
-	__u32 r = 0;
-
-	while (v > 1 && r < 63) { /* bounded: at most 63 rounds */
-		v >>= 1;
-		r++;
-	}
-	return r;
-}
+/* The same log2 histogram as runqlat (histogram.h). */
+DEFINE_HISTOGRAM(hist);
 
 /* (1) No target in the section name: user space sets it before load. */
 SEC("fentry")
@@ -63,20 +47,14 @@ SEC("fexit")
 int BPF_PROG(handle_exit)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__u64 *tsp, delta, *count;
-	__u32 slot;
+	__u64 *tsp, delta;
 
 	tsp = bpf_map_lookup_elem(&start, &tid);
 	if (!tsp)
 		return 0;
 	delta = (bpf_ktime_get_ns() - *tsp) / unit_ns;
 	bpf_map_delete_elem(&start, &tid);
-	slot = log2l(delta);
-	if (slot >= RUNQLAT_MAX_SLOTS)
-		slot = RUNQLAT_MAX_SLOTS - 1;
-	count = bpf_map_lookup_elem(&hist, &slot);
-	if (count)
-		__sync_fetch_and_add(count, 1);
+	hist_add(&hist, delta);
 	return 0;
 }
 

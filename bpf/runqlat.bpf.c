@@ -7,7 +7,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "runqlat.h"
+#include "histogram.h"
 
 #define TASK_RUNNING 0
 
@@ -23,44 +23,9 @@ struct {
 	__type(value, __u64);
 } start SEC(".maps");
 
-/* (2) The histogram: one counter per log2 slot. User space never resets
- * it; it prints the difference between two readings. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, RUNQLAT_MAX_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} hist SEC(".maps");
-
-static __always_inline __u32 log2l(__u64 v)
-{
-	__u32 r = 0;
-
-	/* (3) No loops needed: halve the search range each step. */
-	if (v >> 32) {
-		v >>= 32;
-		r += 32;
-	}
-	if (v >> 16) {
-		v >>= 16;
-		r += 16;
-	}
-	if (v >> 8) {
-		v >>= 8;
-		r += 8;
-	}
-	if (v >> 4) {
-		v >>= 4;
-		r += 4;
-	}
-	if (v >> 2) {
-		v >>= 2;
-		r += 2;
-	}
-	if (v >> 1)
-		r += 1;
-	return r;
-}
+/* (2) The histogram: one counter per log2 slot (histogram.h). User space
+ * never resets it; it prints the difference between two readings. */
+DEFINE_HISTOGRAM(hist);
 
 static __always_inline bool wanted(struct task_struct *p)
 {
@@ -101,8 +66,8 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next)
 {
-	__u64 *tsp, delta, *count;
-	__u32 tid, slot;
+	__u64 *tsp, delta;
+	__u32 tid;
 
 	/* (5) A thread switched out while still runnable (preempted) goes
 	 * straight back to waiting on the run queue. */
@@ -117,12 +82,8 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev,
 	bpf_map_delete_elem(&start, &tid);
 
 	delta /= targ_ms ? 1000000 : 1000;
-	slot = log2l(delta);
-	if (slot >= RUNQLAT_MAX_SLOTS)
-		slot = RUNQLAT_MAX_SLOTS - 1;
-	count = bpf_map_lookup_elem(&hist, &slot);
-	if (count)
-		__sync_fetch_and_add(count, 1);
+	/* (3) The slot is log2 of the wait, computed without a loop. */
+	hist_add(&hist, delta);
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 //! (user space); what several binaries or tests need lives here, the way bcc
 //! keeps its trace_helpers.
 
+pub mod bench;
 pub mod cidr;
 pub mod cli;
 pub mod hist;

@@ -43,7 +43,7 @@ build: check
 	$(CARGO) build --all-targets
 
 test: check
-	$(CARGO) test --no-fail-fast
+	$(CARGO) test --no-fail-fast -- --show-output
 
 demo: check
 	@$(CARGO) build -q --bin tc_classifier

@@ -8,9 +8,9 @@ use std::mem::MaybeUninit;
 
 use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
+use libbpf_rs::{MapCore, MapFlags};
 
-use learning_ebpf_rs::bench::median;
+use learning_ebpf_rs::bench::{median, test_run_ns};
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
 use learning_ebpf_rs::skel::tc_classifier::TcClassifierSkelBuilder;
@@ -26,17 +26,6 @@ fn tcp_frame(dport: u16) -> Vec<u8> {
         .write(&mut out, &[0u8; 64])
         .unwrap();
     out
-}
-
-/// Average ns per run over REPEAT runs, as the kernel measured it.
-fn ns_per_packet(prog: &ProgramMut, frame: &[u8]) -> f64 {
-    let input = ProgramInput {
-        data_in: Some(frame),
-        repeat: REPEAT,
-        ..Default::default()
-    };
-    let out = prog.test_run(input).expect("test_run");
-    out.duration.as_nanos() as f64
 }
 
 fn main() {
@@ -69,9 +58,9 @@ fn main() {
     // all of them alike; report medians.
     let (mut base, mut pass_ns, mut drop_ns) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        base.push(ns_per_packet(&noop.progs.tc_noop, &pass));
-        pass_ns.push(ns_per_packet(&skel.progs.tc_ingress, &pass));
-        drop_ns.push(ns_per_packet(&skel.progs.tc_ingress, &drop));
+        base.push(test_run_ns(&noop.progs.tc_noop, &pass, REPEAT));
+        pass_ns.push(test_run_ns(&skel.progs.tc_ingress, &pass, REPEAT));
+        drop_ns.push(test_run_ns(&skel.progs.tc_ingress, &drop, REPEAT));
     }
     let (base, pass_ns, drop_ns) = (median(base), median(pass_ns), median(drop_ns));
     println!(

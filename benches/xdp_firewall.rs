@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
+use libbpf_rs::{MapCore, MapFlags, ProgramMut};
 
-use learning_ebpf_rs::bench::median;
+use learning_ebpf_rs::bench::{median, test_run_ns};
 use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
@@ -40,15 +40,6 @@ fn udp_frame(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
         .write(&mut out, &[0u8; 18])
         .unwrap();
     out
-}
-
-fn ns_per_packet(prog: &ProgramMut, frame: &[u8]) -> f64 {
-    let input = ProgramInput {
-        data_in: Some(frame),
-        repeat: REPEAT,
-        ..Default::default()
-    };
-    prog.test_run(input).expect("test_run").duration.as_nanos() as f64
 }
 
 /// 10,000 distinct prefixes in 100.64.0.0/10, /20 to /32: none contains the
@@ -114,16 +105,18 @@ fn test_run_bench() {
         ("drop (blocklisted)", vec![]),
     ];
     for _ in 0..ROUNDS {
-        rows[0].1.push(ns_per_packet(&noop.progs.xdp_noop, &pass));
+        rows[0]
+            .1
+            .push(test_run_ns(&noop.progs.xdp_noop, &pass, REPEAT));
         rows[1]
             .1
-            .push(ns_per_packet(&plain.progs.xdp_firewall, &pass));
+            .push(test_run_ns(&plain.progs.xdp_firewall, &pass, REPEAT));
         rows[2]
             .1
-            .push(ns_per_packet(&limited.progs.xdp_firewall, &pass));
+            .push(test_run_ns(&limited.progs.xdp_firewall, &pass, REPEAT));
         rows[3]
             .1
-            .push(ns_per_packet(&plain.progs.xdp_firewall, &drop));
+            .push(test_run_ns(&plain.progs.xdp_firewall, &drop, REPEAT));
     }
     let medians: Vec<(&str, f64)> = rows.into_iter().map(|(n, v)| (n, median(v))).collect();
     let base = medians[0].1;

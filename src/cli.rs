@@ -73,6 +73,13 @@ pub fn init_libbpf_log(verbose: bool) {
     }
 }
 
+/// A skeleton's `.rodata` (its `const volatile` globals), to set between
+/// open and load. libbpf-rs hands it out as an `Option` because the object
+/// may have no such section, or libbpf may not have mapped it.
+pub fn rodata<T>(data: Option<&mut T>) -> anyhow::Result<&mut T> {
+    data.ok_or_else(|| anyhow::anyhow!("the BPF object has no .rodata to configure"))
+}
+
 /// Local wall-clock time as HH:MM:SS, for report headers.
 pub fn clock() -> String {
     // SAFETY: time() and localtime_r() only write into the struct we pass.

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
@@ -194,11 +194,7 @@ fn run(args: Args) -> Result<()> {
     let mut open = ExecsnoopSkelBuilder::default()
         .open(&mut object)
         .context("opening the BPF object")?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+    let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
     rodata.targ_pid = args.pid.unwrap_or(0);
     rodata.use_perf_buffer = args.perf_buffer;
     open.maps

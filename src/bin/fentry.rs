@@ -81,11 +81,7 @@ fn run(args: Args) -> Result<()> {
         prog.set_attach_target(0, Some(args.function.clone()))
             .map_err(|e| load_error(e, &args.function))?;
     }
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+    let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
     rodata.targ_tgid = args.pid.unwrap_or(0);
     let (unit_ns, unit) = match (args.milliseconds, args.nanoseconds) {
         (true, _) => (1_000_000, "msecs"),

@@ -373,11 +373,7 @@ fn run(args: RunArgs) -> Result<()> {
     let mut open = LoadBalancerSkelBuilder::default()
         .open(&mut object)
         .context("opening the BPF object")?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+    let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
     rodata.vip_addr = u32::from(*vip.ip()).to_be();
     rodata.vip_port = vip.port();
     rodata.balance_tcp = args.proto != Proto::Udp;

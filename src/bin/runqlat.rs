@@ -5,7 +5,7 @@
 
 use std::mem::MaybeUninit;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
@@ -61,11 +61,7 @@ fn run(args: Args) -> Result<()> {
     let mut open = RunqlatSkelBuilder::default()
         .open(&mut object)
         .context("opening the BPF object")?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+    let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
     rodata.targ_tgid = args.pid.unwrap_or(0);
     rodata.targ_tid = args.tid.unwrap_or(0);
     rodata.targ_ms = args.milliseconds;

@@ -143,11 +143,7 @@ fn run(args: Args) -> Result<()> {
         .open(&mut object)
         .context("opening the BPF object")?;
     if let Some(n) = args.string_arg {
-        open.maps
-            .rodata_data
-            .as_deref_mut()
-            .ok_or_else(|| anyhow!("the object has no .rodata"))?
-            .str_arg = n;
+        cli::rodata(open.maps.rodata_data.as_deref_mut())?.str_arg = n;
     }
     let skel = open.load().map_err(cli::load_error)?;
 

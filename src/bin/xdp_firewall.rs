@@ -343,11 +343,7 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(rate) = args.rate {
         let burst = args.burst.unwrap_or(rate);
         let interval = 1_000_000_000 / rate;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .ok_or_else(|| anyhow!("the object has no .rodata"))?;
+        let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
         rodata.cfg_interval_ns = interval;
         rodata.cfg_tolerance_ns = (burst - 1) * interval;
     }

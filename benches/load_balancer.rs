@@ -2,12 +2,13 @@
 //! load balancer, against the same topology balanced by nftables DNAT with
 //! numgen, measured in one run. `cargo bench --bench load_balancer` (root).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use learning_ebpf_rs::bench::median;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::testing::lb_topology::{
-    backend_arg, backend_ip, connect, one_connection, Topology, BACKEND_PORT, VIP, VIP_PORT,
+    backend_arg, backend_ip, connect_to, one_connection_to, Topology, BACKEND_PORT, VIP, VIP_PORT,
 };
 use learning_ebpf_rs::testing::{run_cmd, BpfFs, Running};
 
@@ -17,15 +18,27 @@ const PERSISTENT: usize = 16;
 const REQUESTS: usize = 1000;
 const ROUNDS: usize = 3;
 
+/// Where connection `n` goes: the VIP, or (for the routing-only
+/// reference) the backends directly, in turn.
+type Target = fn(usize) -> SocketAddr;
+
+fn vip(_: usize) -> SocketAddr {
+    SocketAddr::from((VIP, VIP_PORT))
+}
+
+fn direct(n: usize) -> SocketAddr {
+    SocketAddr::from((backend_ip(n % 3), BACKEND_PORT))
+}
+
 /// Connections per second: CONNECTIONS short connections (three lines
 /// each), WORKERS at a time.
-fn cps(topo: &Topology) -> f64 {
+fn cps(topo: &Topology, target: Target) -> f64 {
     let start = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..WORKERS {
-            s.spawn(|| {
-                for _ in 0..CONNECTIONS / WORKERS {
-                    one_connection(&topo.client);
+        for w in 0..WORKERS {
+            s.spawn(move || {
+                for n in 0..CONNECTIONS / WORKERS {
+                    one_connection_to(&topo.client, target(w + n * WORKERS));
                 }
             });
         }
@@ -35,8 +48,10 @@ fn cps(topo: &Topology) -> f64 {
 
 /// Requests per second: PERSISTENT connections, REQUESTS round trips each,
 /// all at once.
-fn rps(topo: &Topology) -> f64 {
-    let mut conns: Vec<_> = (0..PERSISTENT).map(|_| connect(&topo.client)).collect();
+fn rps(topo: &Topology, target: Target) -> f64 {
+    let mut conns: Vec<_> = (0..PERSISTENT)
+        .map(|n| connect_to(&topo.client, target(n)))
+        .collect();
     let start = Instant::now();
     std::thread::scope(|s| {
         for conn in conns.iter_mut() {
@@ -50,7 +65,13 @@ fn rps(topo: &Topology) -> f64 {
     (PERSISTENT * REQUESTS) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn with_ebpf(topo: &Topology, f: &dyn Fn(&Topology) -> f64) -> f64 {
+type Measure = fn(&Topology, Target) -> f64;
+
+fn routing_only(topo: &Topology, f: Measure) -> f64 {
+    f(topo, direct)
+}
+
+fn with_ebpf(topo: &Topology, f: Measure) -> f64 {
     let fs = BpfFs::new().unwrap();
     let mut cmd = topo.lb.command(env!("CARGO_BIN_EXE_load_balancer"));
     cmd.args([
@@ -69,13 +90,13 @@ fn with_ebpf(topo: &Topology, f: &dyn Fn(&Topology) -> f64) -> f64 {
     let mut lb = Running::spawn(cmd).unwrap();
     lb.wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
         .unwrap();
-    let result = f(topo);
+    let result = f(topo, vip);
     lb.signal(libc::SIGINT).unwrap();
     lb.finish(Duration::from_secs(10)).unwrap();
     result
 }
 
-fn with_nftables(topo: &Topology, f: &dyn Fn(&Topology) -> f64) -> f64 {
+fn with_nftables(topo: &Topology, f: Measure) -> f64 {
     let nft = |args: &[&str]| run_cmd(topo.lb.command("nft").args(args)).unwrap();
     nft(&["add", "table", "ip", "lebpf_nat"]);
     nft(&[
@@ -94,7 +115,7 @@ fn with_nftables(topo: &Topology, f: &dyn Fn(&Topology) -> f64) -> f64 {
         "add rule ip lebpf_nat pre ip daddr {VIP} tcp dport {VIP_PORT} dnat to numgen inc mod 3 map {{ {map} }} :{BACKEND_PORT}"
     );
     run_cmd(topo.lb.command("nft").arg(&rule)).unwrap();
-    let result = f(topo);
+    let result = f(topo, vip);
     nft(&["delete", "table", "ip", "lebpf_nat"]);
     result
 }
@@ -105,19 +126,23 @@ fn main() {
         return;
     }
     let topo = Topology::new().unwrap();
-    let mut results = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    let setups: [fn(&Topology, Measure) -> f64; 3] = [with_nftables, with_ebpf, routing_only];
+    let measures: [Measure; 2] = [cps, rps];
+    // results[measure][setup]: one value per round.
+    let mut results = vec![vec![Vec::new(); setups.len()]; measures.len()];
     for _ in 0..ROUNDS {
-        for (m, measure) in [cps as fn(&Topology) -> f64, rps].iter().enumerate() {
-            results[m][0].push(with_nftables(&topo, measure));
-            results[m][1].push(with_ebpf(&topo, measure));
+        for (m, measure) in measures.iter().enumerate() {
+            for (s, setup) in setups.iter().enumerate() {
+                results[m][s].push(setup(&topo, *measure));
+            }
         }
     }
     println!(
         "client -> load balancer -> 3 backends, all in network namespaces on this machine; {ROUNDS} rounds, medians"
     );
     println!(
-        "{:<34} {:>14} {:>20} {:>8}",
-        "measure", "nftables DNAT", "conntrack kfuncs", "ratio"
+        "{:<34} {:>14} {:>17} {:>8} {:>14} {:>8}",
+        "measure", "nftables DNAT", "conntrack kfuncs", "ratio", "routing only", "ratio"
     );
     for (m, name) in [
         format!("connections/s ({CONNECTIONS}, {WORKERS} at a time)"),
@@ -126,9 +151,12 @@ fn main() {
     .iter()
     .enumerate()
     {
-        let nft = median(results[m][0].clone());
-        let ebpf = median(results[m][1].clone());
-        println!("{name:<34} {nft:>14.0} {ebpf:>20.0} {:>8.2}", ebpf / nft);
+        let [nft, ebpf, routed] = [0, 1, 2].map(|s| median(results[m][s].clone()));
+        println!(
+            "{name:<34} {nft:>14.0} {ebpf:>17.0} {:>8.2} {routed:>14.0} {:>8.2}",
+            ebpf / nft,
+            routed / nft
+        );
     }
-    println!("target: at least 1.5x nftables");
+    println!("target: at least 1.5x nftables (routing only: the same hops, no balancing at all)");
 }

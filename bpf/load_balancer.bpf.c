@@ -1,24 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
- * load_balancer - an L4 load balancer on the kernel's own conntrack. For the
- * first packet of a flow to the virtual address, the program picks a backend
- * and creates a conntrack entry that says "translate this flow's
- * destination to that backend". Netfilter then applies that NAT to every
- * packet of the flow and translates the replies back, so a connection stays
- * on its backend whatever happens to the backend set later.
+ * load_balancer - an L4 load balancer whose flow table is the kernel's own
+ * conntrack. The first packet of a flow to the virtual address gets a
+ * backend and a new conntrack entry that records "this flow's destination
+ * becomes that backend" (NAT info). Every packet of the flow, both ways, is
+ * then found in conntrack, rewritten by this program and sent straight out
+ * of the right interface: netfilter never sees these packets, so its
+ * per-packet work (hooks, TCP state machine, NAT) is not done twice.
+ *
+ * Attach it to TC ingress of the interface the clients' traffic arrives on
+ * and of every interface a backend is reached through (the same one, for a
+ * one-armed balancer).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "parsing.h"
 #include "load_balancer.h"
 
-#define BPF_F_CURRENT_NETNS (-1)
 #define ENOENT 2
+#define AF_INET 2
+#define ETH_ALEN 6
 /* Linux 6.1 accepts only the first 12 bytes of struct bpf_ct_opts (later
  * kernels added fields and accept 12 too): pass 12, not sizeof. */
 #define CT_OPTS_SZ 12
+/* Netfilter's TCP state machine never sees our flows, so the program keeps
+ * their entries alive itself: every packet refreshes the timeout, and a FIN
+ * or RST in either direction shortens it for good. */
 #define TCP_TIMEOUT_MS 120000
 #define UDP_TIMEOUT_MS 30000
+#define CLOSING_TIMEOUT_MS 10000
+/* ct->mark: the backend's index + 1, and a flag once the flow is closing. */
+#define MARK_BACKEND 0xffff
+#define MARK_CLOSING 0x80000000
 
 /*
  * (1) kfuncs: kernel functions a BPF program may call, declared here with
@@ -38,6 +52,7 @@ struct nf_conn___init *bpf_skb_ct_alloc(struct __sk_buff *skb,
 struct nf_conn *bpf_ct_insert_entry(struct nf_conn___init *nfct) __ksym;
 void bpf_ct_release(struct nf_conn *nfct) __ksym;
 void bpf_ct_set_timeout(struct nf_conn___init *nfct, __u32 timeout) __ksym;
+int bpf_ct_change_timeout(struct nf_conn *nfct, __u32 timeout) __ksym;
 int bpf_ct_set_nat_info(struct nf_conn___init *nfct, union nf_inet_addr *addr,
 			int port, enum nf_nat_manip_type manip) __ksym;
 
@@ -88,6 +103,16 @@ struct {
 /* Makes the enum visible to the Rust skeleton's generated types. */
 enum lb_backend_state lb_backend_state_unused;
 
+/* Where the fields we rewrite are, as offsets from the start of the frame:
+ * the helpers that change the packet invalidate every packet pointer. */
+struct rewrite {
+	__u32 l3_off;	/* IPv4 header */
+	__u32 l4_off;	/* TCP or UDP header */
+	__u32 csum_off; /* the L4 checksum */
+	__u8 proto;
+	bool closing; /* a FIN or RST */
+};
+
 static __always_inline struct lb_counters *get_counters(void)
 {
 	__u32 zero = 0;
@@ -95,8 +120,9 @@ static __always_inline struct lb_counters *get_counters(void)
 	return bpf_map_lookup_elem(&counters, &zero);
 }
 
-static __always_inline void count_packet(__u32 idx, __u32 len, bool new_flow)
+static __always_inline void count_packet(__u32 mark, __u32 len, bool new_flow)
 {
+	__u32 idx = (mark & MARK_BACKEND) - 1;
 	struct lb_stats *s = bpf_map_lookup_elem(&stats, &idx);
 
 	if (!s)
@@ -107,11 +133,12 @@ static __always_inline void count_packet(__u32 idx, __u32 len, bool new_flow)
 		s->connections++;
 }
 
-/* A new flow: pick a backend, record the NAT in a new conntrack entry. */
-static __always_inline int new_flow(struct __sk_buff *skb,
-				    struct bpf_sock_tuple *tuple,
-				    struct bpf_ct_opts *opts,
-				    struct lb_counters *cnt)
+/* A new flow: pick a backend, record the NAT in a new conntrack entry.
+ * Returns the inserted entry (a reference the caller releases), or NULL. */
+static __always_inline struct nf_conn *new_flow(struct __sk_buff *skb,
+						struct bpf_sock_tuple *tuple,
+						struct bpf_ct_opts *opts,
+						struct lb_counters *cnt)
 {
 	union nf_inet_addr addr = {};
 	struct nf_conn___init *nct;
@@ -125,7 +152,7 @@ static __always_inline int new_flow(struct __sk_buff *skb,
 	 * evenly; each CPU walks it with its own cursor (per-CPU: no locks). */
 	pos = bpf_map_lookup_elem(&cursor, &zero);
 	if (!pos)
-		return TC_ACT_OK;
+		return NULL;
 	slot = (*pos)++ % LB_TABLE_SIZE;
 	idx = bpf_map_lookup_elem(&table, &slot);
 	if (!idx || *idx == LB_NO_BACKEND)
@@ -139,33 +166,245 @@ static __always_inline int new_flow(struct __sk_buff *skb,
 			       CT_OPTS_SZ);
 	if (!nct) {
 		cnt->ct_errors++;
-		return TC_ACT_OK;
+		return NULL;
 	}
-	/* (5) "Rewrite the destination to the backend": netfilter's NAT
-	 * applies it to this flow's packets, and undoes it on replies. */
+	/* (5) "This flow's destination becomes the backend": the NAT code
+	 * computes the reply tuple (backend -> client), which is how a reply
+	 * finds this entry, and how we know where to send the flow. */
 	addr.ip = be->addr;
 	bpf_ct_set_nat_info(nct, &addr, be->port, NF_NAT_MANIP_DST);
 	bpf_ct_set_timeout(nct, opts->l4proto == IPPROTO_TCP ? TCP_TIMEOUT_MS
 							     : UDP_TIMEOUT_MS);
-	/* (6) Remember the backend in the entry's mark, for the statistics of
-	 * the flow's later packets. */
+	/* (6) The backend's index in the entry's mark, for the statistics. */
 	((struct nf_conn *)nct)->mark = *idx + 1;
 
-	/* (7) Insert: the entry becomes visible to netfilter, which finds it
-	 * for this very packet a moment later. nct is consumed either way. */
+	/* (7) Insert: the entry is now in the kernel's table (`conntrack -L`
+	 * lists it). nct is consumed either way; a flow whose first packets
+	 * race on two CPUs inserts once, and the loser's packet is dropped. */
 	ct = bpf_ct_insert_entry(nct);
 	if (!ct) {
 		cnt->ct_errors++;
-		return TC_ACT_OK;
+		return NULL;
 	}
-	bpf_ct_release(ct);
 	cnt->new_flows++;
-	count_packet(*idx, skb->len, true);
-	return TC_ACT_OK;
+	return ct;
 
 no_backend:
 	cnt->no_backend++;
+	return NULL;
+}
+
+/* Keeps the entry alive, and lets it expire soon once the flow closes. */
+static __always_inline void refresh(struct nf_conn *ct, struct rewrite *rw)
+{
+	__u32 timeout =
+		rw->proto == IPPROTO_TCP ? TCP_TIMEOUT_MS : UDP_TIMEOUT_MS;
+
+	if (rw->closing)
+		ct->mark |= MARK_CLOSING;
+	if (ct->mark & MARK_CLOSING)
+		timeout = CLOSING_TIMEOUT_MS;
+	bpf_ct_change_timeout(ct, timeout);
+}
+
+/*
+ * (8) Rewrites one address and port of the packet (the destination on the
+ * way in, the source on the way back), with incremental checksum updates:
+ * the IPv4 header checksum covers the address; the TCP or UDP checksum
+ * covers both (the address through the pseudo-header). The helpers also
+ * keep the skb's checksum state right (offloaded or not).
+ */
+static __always_inline int rewrite(struct __sk_buff *skb, struct rewrite *rw,
+				   bool dst, __be32 old_addr, __be32 new_addr,
+				   __be16 old_port, __be16 new_port)
+{
+	__u32 addr_off = rw->l3_off + (dst ? offsetof(struct iphdr, daddr)
+					   : offsetof(struct iphdr, saddr));
+	__u32 port_off = rw->l4_off + (dst ? offsetof(struct udphdr, dest)
+					   : offsetof(struct udphdr, source));
+	/* UDP: a zero checksum means "none", and must stay zero. */
+	__u64 l4_flags = rw->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+
+	if (bpf_l4_csum_replace(skb, rw->csum_off, old_addr, new_addr,
+				l4_flags | BPF_F_PSEUDO_HDR | sizeof(new_addr)))
+		return -1;
+	if (bpf_l4_csum_replace(skb, rw->csum_off, old_port, new_port,
+				l4_flags | sizeof(new_port)))
+		return -1;
+	if (bpf_l3_csum_replace(skb, rw->l3_off + offsetof(struct iphdr, check),
+				old_addr, new_addr, sizeof(new_addr)))
+		return -1;
+	if (bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0))
+		return -1;
+	return 0;
+}
+
+/*
+ * (9) Forwarding, as a router would, without the trip through the stack:
+ * the kernel's routing table says which interface and next hop lead to
+ * daddr, and its neighbour table gives the MAC addresses. TTL is the
+ * caller's business (it must go down by one, as in any router).
+ */
+static __always_inline int forward(struct __sk_buff *skb, __be32 saddr,
+				   __be32 daddr, struct lb_counters *cnt)
+{
+	struct bpf_fib_lookup fib = {
+		.family = AF_INET,
+		.ipv4_src = saddr,
+		.ipv4_dst = daddr,
+		.ifindex = skb->ingress_ifindex,
+	};
+	struct bpf_redir_neigh nh = {.nh_family = AF_INET};
+	long rc;
+
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		/* The new Ethernet addresses (fib has them as smac, dmac; the
+		 * header wants the destination first). */
+		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0))
+			return TC_ACT_SHOT;
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		/* The next hop's MAC is not known yet: the kernel resolves it
+		 * (ARP) and sends the packet when it is. */
+		nh.ipv4_nh = fib.ipv4_dst;
+		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	}
+	cnt->unroutable++;
 	return TC_ACT_SHOT;
+}
+
+/* TTL - 1 and the header checksum with it (RFC 1624), as ip_decrease_ttl. */
+static __always_inline void decrease_ttl(struct iphdr *iph)
+{
+	__u32 check = iph->check;
+
+	check += bpf_htons(0x0100);
+	iph->check = (__u16)(check + (check >= 0xffff));
+	iph->ttl--;
+}
+
+/* Client -> VIP: find or create the flow's entry; on to its backend. */
+static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
+				      struct l4_ports *ports,
+				      struct tcphdr *tcph, void *data_end,
+				      struct rewrite *rw,
+				      struct lb_counters *cnt)
+{
+	struct bpf_ct_opts opts = {
+		.netns_id = BPF_F_CURRENT_NETNS,
+		.l4proto = rw->proto,
+	};
+	struct bpf_sock_tuple tuple = {
+		.ipv4.saddr = iph->saddr,
+		.ipv4.daddr = iph->daddr,
+		.ipv4.sport = ports->source,
+		.ipv4.dport = ports->dest,
+	};
+	__be32 be_addr, saddr = iph->saddr;
+	bool created = false;
+	struct nf_conn *ct;
+	__be16 be_port;
+	__u32 mark;
+
+	if (iph->ttl <= 1)
+		return TC_ACT_OK; /* the stack sends the ICMP time exceeded */
+
+	/* (10) A known flow? The entry comes back with a reference that we
+	 * must release, on every path: the verifier checks that we do. */
+	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts,
+			       CT_OPTS_SZ);
+	if (!ct) {
+		if (opts.error != -ENOENT) {
+			cnt->ct_errors++;
+			return TC_ACT_SHOT;
+		}
+		/* Only a SYN starts a TCP flow: a segment of a flow we do not
+		 * know (say, one that outlived its entry) is dropped, and the
+		 * client's retries end in a reset or a timeout. The verifier
+		 * needs the bounds check next to the read. */
+		if (rw->proto == IPPROTO_TCP) {
+			if ((void *)(tcph + 1) > data_end)
+				return TC_ACT_SHOT;
+			if (!tcph->syn || tcph->ack) {
+				cnt->stray++;
+				return TC_ACT_SHOT;
+			}
+		}
+		ct = new_flow(skb, &tuple, &opts, cnt);
+		if (!ct)
+			return TC_ACT_SHOT;
+		created = true;
+	}
+	/* (11) Ours? An entry that netfilter made for the same tuple would
+	 * have no destination NAT to a backend. */
+	if (!(ct->status & IPS_DST_NAT) || !(ct->mark & MARK_BACKEND)) {
+		bpf_ct_release(ct);
+		return TC_ACT_OK;
+	}
+	/* The reply tuple's source is where the flow goes. */
+	be_addr = ct->tuplehash[IP_CT_DIR_REPLY].tuple.src.u3.ip;
+	be_port = ct->tuplehash[IP_CT_DIR_REPLY].tuple.src.u.all;
+	refresh(ct, rw);
+	mark = ct->mark;
+	bpf_ct_release(ct);
+	count_packet(mark, skb->len, created);
+
+	decrease_ttl(iph);
+	if (rewrite(skb, rw, true, vip_addr, be_addr, bpf_htons(vip_port),
+		    be_port))
+		return TC_ACT_SHOT;
+	return forward(skb, saddr, be_addr, cnt);
+}
+
+/* Backend -> client: a reply of one of our flows goes back from the VIP. */
+static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *iph,
+				     struct l4_ports *ports, struct rewrite *rw,
+				     struct lb_counters *cnt)
+{
+	struct bpf_ct_opts opts = {
+		.netns_id = BPF_F_CURRENT_NETNS,
+		.l4proto = rw->proto,
+	};
+	struct bpf_sock_tuple tuple = {
+		.ipv4.saddr = iph->saddr,
+		.ipv4.daddr = iph->daddr,
+		.ipv4.sport = ports->source,
+		.ipv4.dport = ports->dest,
+	};
+	__be32 be_addr = iph->saddr, daddr = iph->daddr;
+	__be16 be_port = ports->source;
+	struct nf_conntrack_tuple *orig;
+	struct nf_conn *ct;
+	bool ours;
+
+	/* (12) The same lookup finds the entry from the reply's side: the
+	 * kernel's table holds every entry under both of its tuples. Anything
+	 * else crossing this interface is not ours and goes on untouched. */
+	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts,
+			       CT_OPTS_SZ);
+	if (!ct)
+		return TC_ACT_OK;
+	orig = &ct->tuplehash[IP_CT_DIR_ORIGINAL].tuple;
+	ours = (ct->status & IPS_DST_NAT) && (ct->mark & MARK_BACKEND) &&
+	       orig->dst.u3.ip == vip_addr &&
+	       orig->dst.u.all == bpf_htons(vip_port) &&
+	       orig->src.u3.ip == daddr;
+	if (ours)
+		refresh(ct, rw);
+	bpf_ct_release(ct);
+	if (!ours || iph->ttl <= 1)
+		return TC_ACT_OK;
+
+	decrease_ttl(iph);
+	if (rewrite(skb, rw, false, be_addr, vip_addr, be_port,
+		    bpf_htons(vip_port)))
+		return TC_ACT_SHOT;
+	return forward(skb, vip_addr, daddr, cnt);
 }
 
 SEC("tc")
@@ -174,23 +413,21 @@ int lb_ingress(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	void *data = (void *)(long)skb->data;
 	struct hdr_cursor nh = {.pos = data};
-	struct bpf_ct_opts opts = {};
-	struct bpf_sock_tuple tuple = {};
 	struct lb_counters *cnt;
 	struct l4_ports *ports;
+	struct rewrite rw = {};
 	struct tcphdr *tcph;
 	struct ethhdr *eth;
 	struct iphdr *iph;
-	struct nf_conn *ct;
 	int proto;
-	__u32 mark;
 
-	if (parse_ethhdr(&nh, data_end, &eth) != bpf_htons(ETH_P_IP))
+	/* IPv4 straight after an untagged Ethernet header: the forwarding
+	 * below writes a plain Ethernet header. */
+	if (parse_ethhdr(&nh, data_end, &eth) != bpf_htons(ETH_P_IP) ||
+	    nh.pos != data + sizeof(*eth))
 		return TC_ACT_OK;
 	proto = parse_iphdr(&nh, data_end, &iph);
-	if (proto < 0)
-		return TC_ACT_OK;
-	if (iph->daddr != vip_addr || ipv4_is_later_fragment(iph))
+	if (proto < 0 || ipv4_is_later_fragment(iph))
 		return TC_ACT_OK;
 	if (!(proto == IPPROTO_TCP && balance_tcp) &&
 	    !(proto == IPPROTO_UDP && balance_udp))
@@ -198,46 +435,25 @@ int lb_ingress(struct __sk_buff *skb)
 	tcph = nh.pos;
 	if (parse_ports(&nh, data_end, proto, &ports) < 0)
 		return TC_ACT_OK;
-	if (ports->dest != bpf_htons(vip_port))
-		return TC_ACT_OK;
 	cnt = get_counters();
 	if (!cnt)
 		return TC_ACT_OK;
 
-	tuple.ipv4.saddr = iph->saddr;
-	tuple.ipv4.daddr = iph->daddr;
-	tuple.ipv4.sport = ports->source;
-	tuple.ipv4.dport = ports->dest;
-	opts.netns_id = BPF_F_CURRENT_NETNS;
-	opts.l4proto = proto;
-
-	/* (8) A known flow: netfilter will apply its NAT; we only count. The
-	 * entry comes back with a reference that we must release. */
-	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts,
-			       CT_OPTS_SZ);
-	if (ct) {
-		mark = ct->mark;
-		bpf_ct_release(ct);
-		if (mark > 0 && mark <= LB_MAX_BACKENDS)
-			count_packet(mark - 1, skb->len, false);
-		return TC_ACT_OK;
-	}
-	if (opts.error != -ENOENT) {
-		cnt->ct_errors++;
-		return TC_ACT_OK;
-	}
-	/* (9) Only a SYN starts a TCP flow; a stray segment of a flow we do
-	 * not know is left to conntrack (which marks it invalid). parse_ports
-	 * checked 20 bytes for TCP, but the verifier does not connect that
-	 * check (whose length depended on proto) with this branch: check again
-	 * next to the read. */
+	rw.proto = proto;
+	rw.l3_off = (void *)iph - data;
+	rw.l4_off = (void *)ports - data;
+	rw.csum_off = rw.l4_off + (proto == IPPROTO_TCP
+					   ? offsetof(struct tcphdr, check)
+					   : offsetof(struct udphdr, check));
 	if (proto == IPPROTO_TCP) {
 		if ((void *)(tcph + 1) > data_end)
 			return TC_ACT_OK;
-		if (!tcph->syn || tcph->ack)
-			return TC_ACT_OK;
+		rw.closing = tcph->fin || tcph->rst;
 	}
-	return new_flow(skb, &tuple, &opts, cnt);
+
+	if (iph->daddr == vip_addr && ports->dest == bpf_htons(vip_port))
+		return to_backend(skb, iph, ports, tcph, data_end, &rw, cnt);
+	return to_client(skb, iph, ports, &rw, cnt);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -34,6 +34,8 @@ struct lb_counters {
 	__u64 new_flows;
 	__u64 no_backend; /* dropped: no active backend */
 	__u64 ct_errors;  /* conntrack refused a lookup, alloc or insert */
+	__u64 stray;	  /* dropped: a TCP segment of no known flow */
+	__u64 unroutable; /* dropped: no route (or forwarding off) */
 };
 
 #endif /* LOAD_BALANCER_H */

@@ -5,12 +5,13 @@
 //! The kernel side is bpf/load_balancer.bpf.c; the chapter is
 //! docs/07-load_balancer.md.
 
+use std::collections::HashSet;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -28,7 +29,6 @@ const DEFAULT_PIN: &str = "/sys/fs/bpf/load_balancer";
 const MAX_BACKENDS: u32 = 64; // LB_MAX_BACKENDS
 const TABLE_SIZE: u32 = 1024; // LB_TABLE_SIZE
 const NO_BACKEND: u32 = u32::MAX; // LB_NO_BACKEND
-const NFT_TABLE: &str = "lebpf_lb";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -163,6 +163,7 @@ struct LbMaps {
     backends: MapHandle,
     table: MapHandle,
     stats: MapHandle,
+    counters: MapHandle,
 }
 
 fn read_backend(map: &impl MapCore, i: u32) -> Result<types::lb_backend> {
@@ -262,7 +263,22 @@ struct BackendReport {
     bytes: u64,
 }
 
-fn report_rows(backends: &impl MapCore, stats: &impl MapCore) -> Result<Vec<BackendReport>> {
+#[derive(Serialize)]
+struct Report {
+    backends: Vec<BackendReport>,
+    /// The program-wide counters, summed over the CPUs.
+    new_flows: u64,
+    dropped_no_backend: u64,
+    dropped_stray: u64,
+    dropped_unroutable: u64,
+    conntrack_errors: u64,
+}
+
+fn report(
+    backends: &impl MapCore,
+    stats: &impl MapCore,
+    counters: &impl MapCore,
+) -> Result<Report> {
     let mut rows = Vec::new();
     for (i, be) in all_backends(backends)?.iter().enumerate() {
         let per_cpu: Vec<types::lb_stats> = maps::percpu(stats, &(i as u32).to_ne_bytes())?;
@@ -285,12 +301,22 @@ fn report_rows(backends: &impl MapCore, stats: &impl MapCore) -> Result<Vec<Back
             bytes,
         });
     }
-    Ok(rows)
+    let per_cpu: Vec<types::lb_counters> = maps::percpu(counters, &0u32.to_ne_bytes())?;
+    let sum = |f: fn(&types::lb_counters) -> u64| per_cpu.iter().map(f).sum();
+    Ok(Report {
+        backends: rows,
+        new_flows: sum(|c| c.new_flows),
+        dropped_no_backend: sum(|c| c.no_backend),
+        dropped_stray: sum(|c| c.stray),
+        dropped_unroutable: sum(|c| c.unroutable),
+        conntrack_errors: sum(|c| c.ct_errors),
+    })
 }
 
-fn print_report(rows: &[BackendReport], json: bool) {
+fn print_report(r: &Report, json: bool) {
     if json {
-        let report = serde_json::json!({"time": cli::clock(), "backends": rows});
+        let mut report = serde_json::to_value(r).expect("a plain struct serializes");
+        report["time"] = cli::clock().into();
         println!("{report}");
         return;
     }
@@ -299,56 +325,66 @@ fn print_report(rows: &[BackendReport], json: bool) {
         "{:<22} {:<9} {:>6} {:>12} {:>12} {:>14}",
         "BACKEND", "STATE", "WEIGHT", "CONNECTIONS", "PACKETS", "BYTES"
     );
-    for r in rows {
+    for b in &r.backends {
         println!(
             "{:<22} {:<9} {:>6} {:>12} {:>12} {:>14}",
-            r.backend, r.state, r.weight, r.connections, r.packets, r.bytes
+            b.backend, b.state, b.weight, b.connections, b.packets, b.bytes
         );
     }
+    println!(
+        "new flows {}; dropped: no backend {}, stray {}, unroutable {}; conntrack errors {}",
+        r.new_flows,
+        r.dropped_no_backend,
+        r.dropped_stray,
+        r.dropped_unroutable,
+        r.conntrack_errors
+    );
 }
 
-/// An nftables table whose only job is its side effects: the NAT chains make
-/// netfilter register its NAT hooks in this network namespace, and the `ct`
-/// rule makes it register conntrack (an empty NAT chain does not). Without
-/// both, the NAT that the program records would never be applied. The rule
-/// only counts invalid packets. Removed on drop.
-struct NatHooks;
+/// Where the program is attached: TC ingress of the clients' interface and
+/// of every interface a backend is reached through, since the replies must
+/// pass the program too. A backend added at run time may bring a new one.
+struct Attachments<'p> {
+    prog: &'p libbpf_rs::Program<'p>,
+    mode: TcMode,
+    ifaces: Vec<(String, TcAttachment)>,
+    unroutable: HashSet<Ipv4Addr>,
+}
 
-impl NatHooks {
-    fn install() -> Result<NatHooks> {
-        let script = format!(
-            "table ip {NFT_TABLE} {{\n\
-             chain pre {{ type nat hook prerouting priority dstnat; ct state invalid counter; }}\n\
-             chain post {{ type nat hook postrouting priority srcnat; }}\n}}\n"
-        );
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .context("running nft (install nftables: `make setup`)")?;
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(script.as_bytes())?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "creating the nftables NAT hooks failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+impl<'p> Attachments<'p> {
+    fn attach(&mut self, iface: &str) -> Result<()> {
+        if self.ifaces.iter().any(|(name, _)| name == iface) {
+            return Ok(());
         }
-        Ok(NatHooks)
+        let ifindex = netif::ifindex(iface)?;
+        let attachment =
+            TcAttachment::attach(ifindex, self.mode, &[(TcDirection::Ingress, self.prog)])
+                .with_context(|| format!("attaching to {iface}"))?;
+        self.ifaces.push((iface.to_string(), attachment));
+        Ok(())
     }
-}
 
-impl Drop for NatHooks {
-    fn drop(&mut self) {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", NFT_TABLE])
-            .status();
+    /// Attaches to the interface of each backend that has none yet. At
+    /// start a backend without a route is an error; later a warning.
+    fn sync(&mut self, backends: &impl MapCore, starting: bool) -> Result<()> {
+        for be in all_backends(backends)?.iter().filter(|b| b.addr != 0) {
+            let ip = *socket_addr(be).ip();
+            match netif::route_iface(ip)? {
+                Some(iface) => self.attach(&iface)?,
+                None if starting => bail!("no route to backend {ip} in this network namespace"),
+                None => {
+                    if self.unroutable.insert(ip) {
+                        eprintln!("warning: no route to backend {ip}: its flows will be dropped");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn names(&self) -> String {
+        let names: Vec<&str> = self.ifaces.iter().map(|(n, _)| n.as_str()).collect();
+        names.join(", ")
     }
 }
 
@@ -357,13 +393,23 @@ fn run(args: RunArgs) -> Result<()> {
     let iface = args.iface.clone().unwrap_or_default();
     let vip = args.vip.ok_or_else(|| anyhow!("--vip is required"))?;
     // Check everything that can be checked before touching the kernel.
-    let ifindex = netif::ifindex(&iface)?;
+    netif::ifindex(&iface)?;
     privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
+    // The program forwards like a router, and the kernel's route lookup
+    // for it (bpf_fib_lookup) refuses when forwarding is off.
     if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
         .map(|v| v.trim() != "1")
         .unwrap_or(true)
     {
         bail!("IPv4 forwarding is off in this network namespace: enable it with `sysctl -w net.ipv4.ip_forward=1`");
+    }
+    for b in &args.backends {
+        if netif::route_iface(*b.addr.ip())?.is_none() {
+            bail!(
+                "no route to backend {} in this network namespace",
+                b.addr.ip()
+            );
+        }
     }
     let mut pins = Pins::new(&args.pin, false)?;
     let stop = signals::Stop::install()?;
@@ -379,10 +425,17 @@ fn run(args: RunArgs) -> Result<()> {
     rodata.balance_tcp = args.proto != Proto::Udp;
     rodata.balance_udp = args.proto != Proto::Tcp;
 
-    // Load: libbpf resolves the kfuncs against the kernel's BTF here.
+    // Load: libbpf resolves the kfuncs against the kernel's BTF here. Where
+    // conntrack and NAT are modules (Debian's kernels), their BTF exists
+    // only once they are loaded: ask for them first (quietly; a kernel with
+    // them built in, like this project's CI, has nothing to load).
+    let _ = Command::new("modprobe")
+        .args(["-q", "nf_nat"])
+        .stderr(std::process::Stdio::null())
+        .status();
     let mut skel = open.load().map_err(|e| {
         let err = cli::load_error(e);
-        anyhow!("{err:#} (the conntrack kfuncs need Linux 6.1+ with nf_conntrack built in)")
+        anyhow!("{err:#} (the conntrack kfuncs need Linux 6.1+ with nf_conntrack and nf_nat)")
     })?;
 
     // Backends and the selection table, before the program sees a packet.
@@ -399,42 +452,55 @@ fn run(args: RunArgs) -> Result<()> {
         (&mut m.backends, "backends"),
         (&mut m.table, "table"),
         (&mut m.stats, "stats"),
+        (&mut m.counters, "counters"),
     ] {
         pins.pin_map(map, name)?;
     }
     pins.arm_watchdog()?;
 
-    let _nat = NatHooks::install()?;
-    let attachment = TcAttachment::attach(
-        ifindex,
-        args.attach,
-        &[(TcDirection::Ingress, &skel.progs.lb_ingress)],
-    )
-    .with_context(|| format!("attaching to {iface}"))?;
+    let mut attached = Attachments {
+        prog: &skel.progs.lb_ingress,
+        mode: args.attach,
+        ifaces: Vec::new(),
+        unroutable: HashSet::new(),
+    };
+    attached.attach(&iface)?;
+    attached.sync(&skel.maps.backends, true)?;
     eprintln!(
-        "Balancing {vip} ({}) on {iface} across {} backends; maps pinned in {}. Hit Ctrl-C to end.",
+        "Balancing {vip} ({}) across {} backends, attached to {}; maps pinned in {}. Hit Ctrl-C to end.",
         match args.proto {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
             Proto::Both => "tcp and udp",
         },
         args.backends.len(),
+        attached.names(),
         pins.dir().display()
     );
 
-    stop.every(
-        Duration::from_secs(args.report.interval),
-        args.report.count,
-        |_| {
+    // Every 200 ms: attach where backends added meanwhile need it; every
+    // --interval: report (and once more at the end).
+    let interval = Duration::from_secs(args.report.interval);
+    let mut since = Instant::now();
+    let mut reports = 0;
+    loop {
+        let stopped = !stop.sleep(Duration::from_millis(200));
+        attached.sync(&skel.maps.backends, false)?;
+        if stopped || since.elapsed() >= interval {
+            since = Instant::now();
+            reports += 1;
             print_report(
-                &report_rows(&skel.maps.backends, &skel.maps.stats)?,
+                &report(&skel.maps.backends, &skel.maps.stats, &skel.maps.counters)?,
                 args.report.json,
             );
-            Ok(())
-        },
-    )?;
-    drop(attachment);
-    eprintln!("Detached from {iface}.");
+            if stopped || args.report.count.is_some_and(|c| reports >= c) {
+                break;
+            }
+        }
+    }
+    let names = attached.names();
+    drop(attached);
+    eprintln!("Detached from {names}.");
     Ok(())
 }
 
@@ -456,6 +522,7 @@ fn open_pinned(dir: &Path) -> Result<LbMaps> {
         backends: open("backends")?,
         table: open("table")?,
         stats: open("stats")?,
+        counters: open("counters")?,
     })
 }
 
@@ -494,7 +561,7 @@ fn manage(cmd: Manage) -> Result<()> {
         }
         Manage::Stats { pin, json } => {
             let lb = open_pinned(&pin.pin)?;
-            print_report(&report_rows(&lb.backends, &lb.stats)?, json);
+            print_report(&report(&lb.backends, &lb.stats, &lb.counters)?, json);
         }
     }
     Ok(())

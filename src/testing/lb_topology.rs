@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -91,12 +92,22 @@ impl Topology {
             let tcp_name = name.clone();
             self.servers.push(thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match tcp.accept() {
-                        Ok((conn, _)) => {
-                            let name = tcp_name.clone();
-                            thread::spawn(move || echo(conn, &name));
-                        }
-                        Err(_) => thread::sleep(Duration::from_millis(2)),
+                    // Sleep in poll(2) until a connection is waiting (at
+                    // most 50 ms, to notice `stop`): a fixed sleep between
+                    // accept attempts would add up to its length to every
+                    // connection, and the benchmark would measure that.
+                    let mut pfd = libc::pollfd {
+                        fd: tcp.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, for the duration of the call.
+                    if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+                        continue;
+                    }
+                    while let Ok((conn, _)) = tcp.accept() {
+                        let name = tcp_name.clone();
+                        thread::spawn(move || echo(conn, &name));
                     }
                 }
             }));
@@ -165,9 +176,15 @@ impl Conn {
 
 /// Connects from the client namespace to the VIP.
 pub fn connect(client: &NetNs) -> Conn {
+    connect_to(client, SocketAddr::from((VIP, VIP_PORT)))
+}
+
+/// Connects from the client namespace to `addr` (the VIP, or a backend
+/// directly, for a baseline without balancing).
+pub fn connect_to(client: &NetNs, addr: SocketAddr) -> Conn {
     let stream = client.run(|| {
-        TcpStream::connect_timeout(&SocketAddr::from((VIP, VIP_PORT)), Duration::from_secs(3))
-            .expect("connect to the VIP")
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
     });
     stream
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -180,7 +197,12 @@ pub fn connect(client: &NetNs) -> Conn {
 /// Opens a connection, exchanges three lines, checks they all reached the
 /// same backend, and closes it. Returns that backend.
 pub fn one_connection(client: &NetNs) -> String {
-    let mut conn = connect(client);
+    one_connection_to(client, SocketAddr::from((VIP, VIP_PORT)))
+}
+
+/// [`one_connection`] to `addr`.
+pub fn one_connection_to(client: &NetNs, addr: SocketAddr) -> String {
+    let mut conn = connect_to(client, addr);
     let first = conn.ask("one");
     assert_eq!(conn.ask("two"), first, "a connection changed backend");
     assert_eq!(conn.ask("three"), first, "a connection changed backend");

@@ -1,22 +1,34 @@
 //! Connections per second and requests per second through the conntrack-kfunc
 //! load balancer, against the same topology balanced by nftables DNAT with
 //! numgen, measured in one run. `cargo bench --bench load_balancer` (root).
+//!
+//! Two views: end to end (what the client sees, with the client and the
+//! backends on the same 2 CPUs), and per second of the balancer's own CPU
+//! time (its packet work steered to one CPU and measured there).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use learning_ebpf_rs::bench::median;
+use etherparse::PacketBuilder;
+use learning_ebpf_rs::bench::{cpu_idle_secs, flood, median, pin_process};
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::testing::lb_topology::{
     backend_arg, backend_ip, connect_to, one_connection_to, Topology, BACKEND_PORT, VIP, VIP_PORT,
 };
-use learning_ebpf_rs::testing::{run_cmd, BpfFs, Running};
+use learning_ebpf_rs::testing::{run_cmd, BpfFs, NetNs, Running};
 
 const CONNECTIONS: usize = 2000;
 const WORKERS: usize = 4;
 const PERSISTENT: usize = 16;
 const REQUESTS: usize = 1000;
 const ROUNDS: usize = 3;
+/// The CPU the balancer's packet work is steered to in views 2 and 3.
+const LB_CPU: usize = 1;
+/// View 3: UDP floods from a raw socket in the client namespace.
+const FLOWS: usize = 256;
+const FLOOD_PACKETS: usize = 400_000;
+const NEW_FLOWS: usize = 60_000;
+const FLOOD_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where connection `n` goes: the VIP, or (for the routing-only
 /// reference) the backends directly, in turn.
@@ -30,48 +42,77 @@ fn direct(n: usize) -> SocketAddr {
     SocketAddr::from((backend_ip(n % 3), BACKEND_PORT))
 }
 
-/// Connections per second: CONNECTIONS short connections (three lines
-/// each), WORKERS at a time.
-fn cps(topo: &Topology, target: Target) -> f64 {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for w in 0..WORKERS {
-            s.spawn(move || {
-                for n in 0..CONNECTIONS / WORKERS {
-                    one_connection_to(&topo.client, target(w + n * WORKERS));
-                }
-            });
-        }
-    });
-    CONNECTIONS as f64 / start.elapsed().as_secs_f64()
+/// One measurement: operations done, wall seconds, and the seconds LB_CPU
+/// was busy meanwhile.
+struct Sample {
+    ops: f64,
+    wall: f64,
+    lb_cpu: f64,
 }
 
-/// Requests per second: PERSISTENT connections, REQUESTS round trips each,
-/// all at once.
-fn rps(topo: &Topology, target: Target) -> f64 {
+fn timed(ops: usize, f: impl FnOnce()) -> Sample {
+    let idle0 = cpu_idle_secs(LB_CPU);
+    let start = Instant::now();
+    f();
+    let wall = start.elapsed().as_secs_f64();
+    // Let the last packets' softirq work finish, and count it.
+    std::thread::sleep(Duration::from_millis(20));
+    let lb_cpu = start.elapsed().as_secs_f64() - (cpu_idle_secs(LB_CPU) - idle0);
+    Sample {
+        ops: ops as f64,
+        wall,
+        lb_cpu,
+    }
+}
+
+/// Connections: CONNECTIONS short connections (three lines each), WORKERS
+/// at a time.
+fn cps(topo: &Topology, target: Target) -> Sample {
+    timed(CONNECTIONS, || {
+        std::thread::scope(|s| {
+            for w in 0..WORKERS {
+                s.spawn(move || {
+                    for n in 0..CONNECTIONS / WORKERS {
+                        one_connection_to(&topo.client, target(w + n * WORKERS));
+                    }
+                });
+            }
+        })
+    })
+}
+
+/// Requests: PERSISTENT connections, REQUESTS round trips each, all at once.
+fn rps(topo: &Topology, target: Target) -> Sample {
     let mut conns: Vec<_> = (0..PERSISTENT)
         .map(|n| connect_to(&topo.client, target(n)))
         .collect();
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for conn in conns.iter_mut() {
-            s.spawn(move || {
-                for i in 0..REQUESTS {
-                    conn.ask(&i.to_string());
-                }
-            });
-        }
-    });
-    (PERSISTENT * REQUESTS) as f64 / start.elapsed().as_secs_f64()
+    timed(PERSISTENT * REQUESTS, || {
+        std::thread::scope(|s| {
+            for conn in conns.iter_mut() {
+                s.spawn(move || {
+                    for i in 0..REQUESTS {
+                        conn.ask(&i.to_string());
+                    }
+                });
+            }
+        })
+    })
 }
 
-type Measure = fn(&Topology, Target) -> f64;
+type Measure = fn(&Topology, Target) -> Sample;
+type Setup = fn(&Topology, Measure) -> Sample;
 
-fn routing_only(topo: &Topology, f: Measure) -> f64 {
+const SETUPS: [(&str, Setup); 3] = [
+    ("nftables DNAT", with_nftables),
+    ("conntrack kfuncs", with_ebpf),
+    ("routing only", routing_only),
+];
+
+fn routing_only(topo: &Topology, f: Measure) -> Sample {
     f(topo, direct)
 }
 
-fn with_ebpf(topo: &Topology, f: Measure) -> f64 {
+fn with_ebpf(topo: &Topology, f: Measure) -> Sample {
     let fs = BpfFs::new().unwrap();
     let mut cmd = topo.lb.command(env!("CARGO_BIN_EXE_load_balancer"));
     cmd.args([
@@ -96,7 +137,7 @@ fn with_ebpf(topo: &Topology, f: Measure) -> f64 {
     result
 }
 
-fn with_nftables(topo: &Topology, f: Measure) -> f64 {
+fn with_nftables(topo: &Topology, f: Measure) -> Sample {
     let nft = |args: &[&str]| run_cmd(topo.lb.command("nft").args(args)).unwrap();
     nft(&["add", "table", "ip", "lebpf_nat"]);
     nft(&[
@@ -112,12 +153,154 @@ fn with_nftables(topo: &Topology, f: Measure) -> f64 {
         .collect::<Vec<_>>()
         .join(", ");
     let rule = format!(
-        "add rule ip lebpf_nat pre ip daddr {VIP} tcp dport {VIP_PORT} dnat to numgen inc mod 3 map {{ {map} }} :{BACKEND_PORT}"
+        "add rule ip lebpf_nat pre ip daddr {VIP} meta l4proto {{ tcp, udp }} th dport {VIP_PORT} \
+         dnat to numgen inc mod 3 map {{ {map} }} :{BACKEND_PORT}"
     );
     run_cmd(topo.lb.command("nft").arg(&rule)).unwrap();
     let result = f(topo, vip);
     nft(&["delete", "table", "ip", "lebpf_nat"]);
     result
+}
+
+/// One UDP frame per flow, from the client to `target(flow)`: source
+/// ports 1024 and up.
+fn udp_frames(topo: &Topology, target: Target, flows: usize) -> Vec<Vec<u8>> {
+    let src_mac = topo.client.mac("eth0").unwrap();
+    let dst_mac = topo.lb.mac("c0").unwrap();
+    (0..flows)
+        .map(|n| {
+            let dst = target(n);
+            let SocketAddr::V4(dst) = dst else {
+                unreachable!()
+            };
+            let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
+                .ipv4([10, 20, 0, 2], dst.ip().octets(), 64)
+                .udp(1024 + n as u16, dst.port());
+            let payload = [0u8; 18];
+            let mut frame = Vec::with_capacity(builder.size(payload.len()));
+            builder.write(&mut frame, &payload).unwrap();
+            frame
+        })
+        .collect()
+}
+
+/// Packets the balancer (or router) sent towards the backends.
+fn delivered(topo: &Topology) -> f64 {
+    ["b1", "b2", "b3"]
+        .iter()
+        .map(|dev| topo.lb.tx_packets(dev).unwrap())
+        .sum::<u64>() as f64
+}
+
+fn flush_conntrack(topo: &Topology) {
+    run_cmd(topo.lb.command("conntrack").arg("-F")).unwrap();
+}
+
+/// Packets of established flows: FLOWS flows get their first packet, then
+/// FLOOD_PACKETS more follow, taking the flows in turn.
+fn established_flood(topo: &Topology, target: Target) -> Sample {
+    let frames = udp_frames(topo, target, FLOWS);
+    flood(&topo.client, "eth0", &frames, FLOWS, FLOOD_LIMIT);
+    std::thread::sleep(Duration::from_millis(100));
+    let before = delivered(topo);
+    let mut sample = timed(0, || {
+        flood(&topo.client, "eth0", &frames, FLOOD_PACKETS, FLOOD_LIMIT);
+    });
+    sample.ops = delivered(topo) - before;
+    sample
+}
+
+/// New flows: NEW_FLOWS packets, each the first of a flow of its own.
+fn new_flow_flood(topo: &Topology, target: Target) -> Sample {
+    flush_conntrack(topo);
+    let frames = udp_frames(topo, target, NEW_FLOWS);
+    let before = delivered(topo);
+    let mut sample = timed(0, || {
+        flood(&topo.client, "eth0", &frames, NEW_FLOWS, FLOOD_LIMIT);
+    });
+    sample.ops = delivered(topo) - before;
+    flush_conntrack(topo);
+    sample
+}
+
+/// In each backend: drop the flood's datagrams as they arrive, before any
+/// socket sees them (and answers).
+fn sink(topo: &Topology, on: bool) {
+    for b in &topo.backends {
+        let script = if on {
+            format!(
+                "table netdev lebpf_sink {{ chain in {{ type filter hook ingress device eth0 \
+                 priority 0; udp dport {BACKEND_PORT} drop; }}; }}"
+            )
+        } else {
+            "delete table netdev lebpf_sink".to_string()
+        };
+        run_cmd(b.command("nft").arg(&script)).unwrap();
+    }
+}
+
+/// Receive packet steering: with `on`, packets arriving on the balancer's
+/// interfaces are processed on LB_CPU, and those arriving at the client
+/// and the backends on CPU 0; without, where they arrive (the default).
+fn steer(topo: &Topology, on: bool) {
+    let set = |ns: &NetNs, dev: &str, mask: u32| {
+        let mask = if on { mask } else { 0 };
+        let path = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
+        run_cmd(ns.command("sh").args(["-c", &format!("echo {mask:x} > {path}")])).unwrap();
+    };
+    for dev in ["c0", "b1", "b2", "b3"] {
+        set(&topo.lb, dev, 1 << LB_CPU);
+    }
+    set(&topo.client, "eth0", 1);
+    for b in &topo.backends {
+        set(b, "eth0", 1);
+    }
+}
+
+/// Runs every setup with each measure, ROUNDS times, alternating; returns
+/// the samples, [measure][setup][round].
+fn rounds(topo: &Topology, measures: &[Measure]) -> Vec<Vec<Vec<Sample>>> {
+    let mut results: Vec<Vec<Vec<Sample>>> = measures
+        .iter()
+        .map(|_| SETUPS.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for _ in 0..ROUNDS {
+        for (m, measure) in measures.iter().enumerate() {
+            for (s, (_, setup)) in SETUPS.iter().enumerate() {
+                // Entries an earlier setup left in conntrack would decide
+                // this one's flows: each starts with an empty table.
+                flush_conntrack(topo);
+                results[m][s].push(setup(topo, *measure));
+            }
+        }
+    }
+    results
+}
+
+/// The median of `value` over each setup's rounds of one measure.
+fn medians(samples: &[Vec<Sample>], value: impl Fn(&Sample) -> f64) -> Vec<f64> {
+    samples
+        .iter()
+        .map(|rounds| median(rounds.iter().map(&value).collect()))
+        .collect()
+}
+
+fn print_table(title: &str, unit: &str, rows: &[(String, Vec<f64>)]) {
+    println!("\n{title}");
+    println!(
+        "{:<40} {:>14} {:>17} {:>7} {:>13} {:>7}",
+        unit, SETUPS[0].0, SETUPS[1].0, "ratio", SETUPS[2].0, "ratio"
+    );
+    for (name, v) in rows {
+        println!(
+            "{name:<40} {:>14.0} {:>17.0} {:>7.2} {:>13.0} {:>7.2}",
+            v[0],
+            v[1],
+            v[1] / v[0],
+            v[2],
+            v[2] / v[0]
+        );
+    }
 }
 
 fn main() {
@@ -126,37 +309,83 @@ fn main() {
         return;
     }
     let topo = Topology::new().unwrap();
-    let setups: [fn(&Topology, Measure) -> f64; 3] = [with_nftables, with_ebpf, routing_only];
-    let measures: [Measure; 2] = [cps, rps];
-    // results[measure][setup]: one value per round.
-    let mut results = vec![vec![Vec::new(); setups.len()]; measures.len()];
-    for _ in 0..ROUNDS {
-        for (m, measure) in measures.iter().enumerate() {
-            for (s, setup) in setups.iter().enumerate() {
-                results[m][s].push(setup(&topo, *measure));
-            }
-        }
-    }
     println!(
-        "client -> load balancer -> 3 backends, all in network namespaces on this machine; {ROUNDS} rounds, medians"
+        "client -> load balancer -> 3 backends, all in network namespaces on this machine; \
+         {ROUNDS} rounds, alternating, medians"
+    );
+
+    // 1. End to end: how fast the client gets its answers. The client's and
+    // backends' TCP stacks and threads share the 2 CPUs with the balancer.
+    let tcp = rounds(&topo, &[cps, rps]);
+    let rate = |s: &Sample| s.ops / s.wall;
+    print_table(
+        "1. End to end (everything on both CPUs)",
+        "per second",
+        &[
+            (
+                format!("connections/s ({CONNECTIONS}, {WORKERS} at a time)"),
+                medians(&tcp[0], rate),
+            ),
+            (
+                format!("requests/s ({PERSISTENT} conns x {REQUESTS})"),
+                medians(&tcp[1], rate),
+            ),
+        ],
+    );
+
+    // 2. The balancer's own cost: its packet work alone on LB_CPU (receive
+    // packet steering sends every packet that arrives on one of its
+    // interfaces there), everything else on CPU 0. What one CPU of
+    // balancer carries per second of its time.
+    steer(&topo, true);
+    pin_process(&[0]);
+    let tcp = rounds(&topo, &[cps, rps]);
+    // 3. The same, under UDP floods that keep LB_CPU busy: capacity.
+    sink(&topo, true);
+    let floods = rounds(&topo, &[new_flow_flood, established_flood]);
+    sink(&topo, false);
+    steer(&topo, false);
+    pin_process(&[0, 1]);
+
+    let per_cpu_s = |s: &Sample| s.ops / s.lb_cpu;
+    let load = |s: &Sample| s.lb_cpu / s.wall * 100.0;
+    print_table(
+        &format!(
+            "2. Per second of the balancer's CPU (its packets steered to CPU {LB_CPU}, the rest \
+             pinned to CPU 0; CPU {LB_CPU} {:.0}% busy for nftables' requests)",
+            medians(&tcp[1], load)[0]
+        ),
+        "per CPU-second",
+        &[
+            (
+                format!("connections ({CONNECTIONS}, {WORKERS} at a time)"),
+                medians(&tcp[0], per_cpu_s),
+            ),
+            (
+                format!("requests ({PERSISTENT} conns x {REQUESTS})"),
+                medians(&tcp[1], per_cpu_s),
+            ),
+        ],
+    );
+    print_table(
+        &format!(
+            "3. UDP floods from a raw socket, per second of the balancer's CPU (CPU {LB_CPU} \
+             {:.0}% busy for nftables' established flows)",
+            medians(&floods[1], load)[0]
+        ),
+        "per CPU-second",
+        &[
+            (
+                format!("new flows ({NEW_FLOWS}, a packet each)"),
+                medians(&floods[0], per_cpu_s),
+            ),
+            (
+                format!("packets of {FLOWS} established flows"),
+                medians(&floods[1], per_cpu_s),
+            ),
+        ],
     );
     println!(
-        "{:<34} {:>14} {:>17} {:>8} {:>14} {:>8}",
-        "measure", "nftables DNAT", "conntrack kfuncs", "ratio", "routing only", "ratio"
+        "\ntarget: at least 1.5x nftables. Routing only: the same hops, no balancing at all."
     );
-    for (m, name) in [
-        format!("connections/s ({CONNECTIONS}, {WORKERS} at a time)"),
-        format!("requests/s ({PERSISTENT} conns x {REQUESTS})"),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let [nft, ebpf, routed] = [0, 1, 2].map(|s| median(results[m][s].clone()));
-        println!(
-            "{name:<34} {nft:>14.0} {ebpf:>17.0} {:>8.2} {routed:>14.0} {:>8.2}",
-            ebpf / nft,
-            routed / nft
-        );
-    }
-    println!("target: at least 1.5x nftables (routing only: the same hops, no balancing at all)");
 }

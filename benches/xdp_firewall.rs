@@ -18,7 +18,7 @@ use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramMut};
 
-use learning_ebpf_rs::bench::{median, test_run_ns};
+use learning_ebpf_rs::bench::{clock_ticks, cpu_jiffies, flood, median, test_run_ns};
 use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
@@ -138,73 +138,6 @@ fn test_run_bench() {
 
 const FLOOD_PACKETS: usize = 2_000_000;
 const FLOOD_LIMIT: Duration = Duration::from_secs(20);
-const BATCH: usize = 64;
-
-/// Busy and total jiffies of all CPUs, from /proc/stat.
-fn cpu_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap())
-        .collect();
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields[3] + fields[4];
-    (total - idle, total)
-}
-
-/// Sends `FLOOD_PACKETS` copies of `frame` out of `dev` in namespace `ns`
-/// through a raw packet socket, BATCH per sendmmsg, stopping early after
-/// FLOOD_LIMIT. Returns the number sent.
-fn flood(ns: &NetNs, dev: &str, frame: &[u8]) -> usize {
-    let ifindex = ns.ifindex(dev).unwrap();
-    ns.run(|| {
-        // SAFETY: plain socket calls on structures we own, checked below.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = ifindex as i32;
-            let rc = libc::bind(
-                fd,
-                &addr as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-            let mut iov = libc::iovec {
-                iov_base: frame.as_ptr() as *mut _,
-                iov_len: frame.len(),
-            };
-            let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-                .map(|_| {
-                    let mut m: libc::mmsghdr = std::mem::zeroed();
-                    m.msg_hdr.msg_iov = &mut iov;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            let start = Instant::now();
-            let mut sent = 0;
-            while sent < FLOOD_PACKETS && start.elapsed() < FLOOD_LIMIT {
-                let n = libc::sendmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, 0);
-                if n < 0 {
-                    let err = std::io::Error::last_os_error();
-                    if err.raw_os_error() == Some(libc::ENOBUFS) {
-                        continue;
-                    }
-                    panic!("sendmmsg: {err}");
-                }
-                sent += n as usize;
-            }
-            libc::close(fd);
-            sent
-        }
-    })
-}
 
 /// Sends FLOOD_PACKETS xdp_frames into `dev` in namespace `ns`: the
 /// trafficgen program run in live-frames mode redirects each repeat there.
@@ -242,16 +175,16 @@ enum Generator<'a> {
 
 /// Floods and returns (packets sent, busy CPU-seconds, wall seconds).
 fn measure(hosts: &TwoHosts, gen: Generator, frame: &[u8]) -> (usize, f64, f64) {
-    let hz = 100.0; // USER_HZ
-    let (busy0, _) = cpu_jiffies();
+    let hz = clock_ticks();
+    let (busy0, _) = cpu_jiffies(None);
     let t0 = Instant::now();
     let sent = match gen {
-        Generator::AfPacket => flood(&hosts.b, DEV_B, frame),
+        Generator::AfPacket => flood(&hosts.b, DEV_B, &[frame.to_vec()], FLOOD_PACKETS, FLOOD_LIMIT),
         Generator::XdpFrames(prog) => flood_xdp_frames(&hosts.b, prog, frame),
     };
     let wall = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(50)); // let softirq backlog drain
-    let (busy1, _) = cpu_jiffies();
+    let (busy1, _) = cpu_jiffies(None);
     (sent, (busy1 - busy0) as f64 / hz, wall)
 }
 
@@ -429,6 +362,6 @@ fn main() {
     );
     flood_bench(
         Generator::AfPacket,
-        &format!("AF_PACKET sendmmsg x{BATCH} (the sender builds an sk_buff)"),
+        &format!("AF_PACKET sendmmsg x64 (the sender builds an sk_buff)"),
     );
 }

@@ -17,3 +17,110 @@ pub fn test_run_ns(prog: &libbpf_rs::ProgramMut, frame: &[u8], repeat: u32) -> f
     };
     prog.test_run(input).expect("test_run").duration.as_nanos() as f64
 }
+
+/// Busy and total jiffies (USER_HZ ticks) from /proc/stat, of all CPUs
+/// (`cpu: None`) or of one. Busy is everything but idle and iowait.
+pub fn cpu_jiffies(cpu: Option<usize>) -> (u64, u64) {
+    let name = cpu.map_or("cpu".to_string(), |c| format!("cpu{c}"));
+    let stat = std::fs::read_to_string("/proc/stat").expect("reading /proc/stat");
+    let fields: Vec<u64> = stat
+        .lines()
+        .map(|l| l.split_whitespace())
+        .find_map(|mut f| (f.next() == Some(name.as_str())).then_some(f))
+        .unwrap_or_else(|| panic!("no {name} line in /proc/stat"))
+        .map(|f| f.parse().expect("a number in /proc/stat"))
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields[3] + fields[4];
+    (total - idle, total)
+}
+
+/// Clock ticks per second, the unit of /proc/stat.
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+/// Restricts every thread of this process (and what they start later) to
+/// the CPUs in `cpus`.
+pub fn pin_process(cpus: &[usize]) {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let tid: libc::pid_t = task.unwrap().file_name().to_string_lossy().parse().unwrap();
+        // SAFETY: a valid cpu_set_t of the size passed. A thread that has
+        // ended meanwhile gives ESRCH, which is fine.
+        unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
+    }
+}
+
+/// Seconds CPU `cpu` has spent idle (idle + iowait) since boot. Unlike the
+/// busy fields of /proc/stat, which a tick samples (and a tickless idle CPU
+/// that wakes for a moment of softirq work is never sampled), the kernel
+/// measures idle time exactly: busy time is wall time minus this.
+pub fn cpu_idle_secs(cpu: usize) -> f64 {
+    let (busy, total) = cpu_jiffies(Some(cpu));
+    (total - busy) as f64 / clock_ticks()
+}
+
+/// Sends `count` frames out of `dev` in namespace `ns` through a raw packet
+/// socket, 64 per sendmmsg, taking `frames` in turn (one frame: a single
+/// flow; many: many flows), and stopping early after `limit`. Returns the
+/// number sent. The sender pays for an sk_buff per frame.
+pub fn flood(
+    ns: &crate::testing::NetNs,
+    dev: &str,
+    frames: &[Vec<u8>],
+    count: usize,
+    limit: std::time::Duration,
+) -> usize {
+    const BATCH: usize = 64;
+    let ifindex = ns.ifindex(dev).expect("the flood's interface");
+    ns.run(|| {
+        // SAFETY: plain socket calls on structures we own, checked below;
+        // the iovecs point into `frames`, which outlives every call.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = ifindex as i32;
+            let rc = libc::bind(
+                fd,
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut iovs: Vec<libc::iovec> = vec![std::mem::zeroed(); BATCH];
+            let mut msgs: Vec<libc::mmsghdr> = vec![std::mem::zeroed(); BATCH];
+            let start = std::time::Instant::now();
+            let mut sent = 0;
+            while sent < count && start.elapsed() < limit {
+                let n = BATCH.min(count - sent);
+                for i in 0..n {
+                    let frame = &frames[(sent + i) % frames.len()];
+                    iovs[i] = libc::iovec {
+                        iov_base: frame.as_ptr() as *mut _,
+                        iov_len: frame.len(),
+                    };
+                    msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+                    msgs[i].msg_hdr.msg_iovlen = 1;
+                }
+                let rc = libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0);
+                if rc < 0 {
+                    let err = std::io::Error::last_os_error();
+                    if err.raw_os_error() == Some(libc::ENOBUFS) {
+                        continue;
+                    }
+                    panic!("sendmmsg: {err}");
+                }
+                sent += rc as usize;
+            }
+            libc::close(fd);
+            sent
+        }
+    })
+}

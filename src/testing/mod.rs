@@ -129,6 +129,29 @@ impl NetNs {
         let dev = dev.to_string();
         self.run(move || crate::netif::ifindex(&dev))
     }
+
+    /// The MAC address of `dev` inside this namespace.
+    pub fn mac(&self, dev: &str) -> Result<[u8; 6]> {
+        let json = self.ip(&["-j", "link", "show", "dev", dev])?;
+        let links: serde_json::Value = serde_json::from_str(&json)?;
+        let text = links[0]["address"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{dev} has no MAC address"))?;
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(text.split(':')) {
+            *byte = u8::from_str_radix(part, 16)?;
+        }
+        Ok(mac)
+    }
+
+    /// Packets sent out of `dev` inside this namespace, from its counters.
+    pub fn tx_packets(&self, dev: &str) -> Result<u64> {
+        let json = self.ip(&["-j", "-s", "link", "show", "dev", dev])?;
+        let links: serde_json::Value = serde_json::from_str(&json)?;
+        links[0]["stats64"]["tx"]["packets"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("no tx counter for {dev}"))
+    }
 }
 
 impl Drop for NetNs {

@@ -207,23 +207,46 @@ static __always_inline void refresh(struct nf_conn *ct, struct rewrite *rw)
 	bpf_ct_change_timeout(ct, timeout);
 }
 
+/* TTL - 1 and the header checksum with it (RFC 1624), as ip_decrease_ttl. */
+static __always_inline void decrease_ttl(struct iphdr *iph)
+{
+	__u32 check = iph->check;
+
+	check += bpf_htons(0x0100);
+	iph->check = (__u16)(check + (check >= 0xffff));
+	iph->ttl--;
+}
+
 /*
  * (8) Rewrites one address and port of the packet (the destination on the
- * way in, the source on the way back), with incremental checksum updates:
- * the IPv4 header checksum covers the address; the TCP or UDP checksum
- * covers both (the address through the pseudo-header). The helpers also
- * keep the skb's checksum state right (offloaded or not).
+ * way in, the source on the way back) and takes one off the TTL, as a
+ * router does. The writes are direct; the checksums are updated by
+ * helpers, incrementally: the IPv4 header checksum covers the address, the
+ * TCP or UDP checksum covers both (the address through the pseudo-header).
+ * Only the helpers know the skb's checksum state (offloaded or not) and
+ * keep it right. They invalidate every packet pointer.
  */
 static __always_inline int rewrite(struct __sk_buff *skb, struct rewrite *rw,
-				   bool dst, __be32 old_addr, __be32 new_addr,
-				   __be16 old_port, __be16 new_port)
+				   struct iphdr *iph, struct l4_ports *ports,
+				   bool dst, __be32 new_addr, __be16 new_port)
 {
-	__u32 addr_off = rw->l3_off + (dst ? offsetof(struct iphdr, daddr)
-					   : offsetof(struct iphdr, saddr));
-	__u32 port_off = rw->l4_off + (dst ? offsetof(struct udphdr, dest)
-					   : offsetof(struct udphdr, source));
 	/* UDP: a zero checksum means "none", and must stay zero. */
 	__u64 l4_flags = rw->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__be32 old_addr;
+	__be16 old_port;
+
+	if (dst) {
+		old_addr = iph->daddr;
+		old_port = ports->dest;
+		iph->daddr = new_addr;
+		ports->dest = new_port;
+	} else {
+		old_addr = iph->saddr;
+		old_port = ports->source;
+		iph->saddr = new_addr;
+		ports->source = new_port;
+	}
+	decrease_ttl(iph);
 
 	if (bpf_l4_csum_replace(skb, rw->csum_off, old_addr, new_addr,
 				l4_flags | BPF_F_PSEUDO_HDR | sizeof(new_addr)))
@@ -234,18 +257,13 @@ static __always_inline int rewrite(struct __sk_buff *skb, struct rewrite *rw,
 	if (bpf_l3_csum_replace(skb, rw->l3_off + offsetof(struct iphdr, check),
 				old_addr, new_addr, sizeof(new_addr)))
 		return -1;
-	if (bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0))
-		return -1;
-	if (bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0))
-		return -1;
 	return 0;
 }
 
 /*
  * (9) Forwarding, as a router would, without the trip through the stack:
  * the kernel's routing table says which interface and next hop lead to
- * daddr, and its neighbour table gives the MAC addresses. TTL is the
- * caller's business (it must go down by one, as in any router).
+ * daddr, and its neighbour table gives the MAC addresses.
  */
 static __always_inline int forward(struct __sk_buff *skb, __be32 saddr,
 				   __be32 daddr, struct lb_counters *cnt)
@@ -257,15 +275,20 @@ static __always_inline int forward(struct __sk_buff *skb, __be32 saddr,
 		.ifindex = skb->ingress_ifindex,
 	};
 	struct bpf_redir_neigh nh = {.nh_family = AF_INET};
+	void *data, *data_end;
+	struct ethhdr *eth;
 	long rc;
 
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		/* The new Ethernet addresses (fib has them as smac, dmac; the
-		 * header wants the destination first). */
-		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
-		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0))
+		/* The helpers before made us re-check the packet's bounds. */
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		eth = data;
+		if ((void *)(eth + 1) > data_end)
 			return TC_ACT_SHOT;
+		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
 		return bpf_redirect(fib.ifindex, 0);
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
@@ -276,16 +299,6 @@ static __always_inline int forward(struct __sk_buff *skb, __be32 saddr,
 	}
 	cnt->unroutable++;
 	return TC_ACT_SHOT;
-}
-
-/* TTL - 1 and the header checksum with it (RFC 1624), as ip_decrease_ttl. */
-static __always_inline void decrease_ttl(struct iphdr *iph)
-{
-	__u32 check = iph->check;
-
-	check += bpf_htons(0x0100);
-	iph->check = (__u16)(check + (check >= 0xffff));
-	iph->ttl--;
 }
 
 /* Client -> VIP: find or create the flow's entry; on to its backend. */
@@ -354,9 +367,7 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 	bpf_ct_release(ct);
 	count_packet(mark, skb->len, created);
 
-	decrease_ttl(iph);
-	if (rewrite(skb, rw, true, vip_addr, be_addr, bpf_htons(vip_port),
-		    be_port))
+	if (rewrite(skb, rw, iph, ports, true, be_addr, be_port))
 		return TC_ACT_SHOT;
 	return forward(skb, saddr, be_addr, cnt);
 }
@@ -376,8 +387,7 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *iph,
 		.ipv4.sport = ports->source,
 		.ipv4.dport = ports->dest,
 	};
-	__be32 be_addr = iph->saddr, daddr = iph->daddr;
-	__be16 be_port = ports->source;
+	__be32 daddr = iph->daddr;
 	struct nf_conntrack_tuple *orig;
 	struct nf_conn *ct;
 	bool ours;
@@ -400,9 +410,7 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *iph,
 	if (!ours || iph->ttl <= 1)
 		return TC_ACT_OK;
 
-	decrease_ttl(iph);
-	if (rewrite(skb, rw, false, be_addr, vip_addr, be_port,
-		    bpf_htons(vip_port)))
+	if (rewrite(skb, rw, iph, ports, false, vip_addr, bpf_htons(vip_port)))
 		return TC_ACT_SHOT;
 	return forward(skb, vip_addr, daddr, cnt);
 }

@@ -246,7 +246,11 @@ fn steer(topo: &Topology, on: bool) {
     let set = |ns: &NetNs, dev: &str, mask: u32| {
         let mask = if on { mask } else { 0 };
         let path = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
-        run_cmd(ns.command("sh").args(["-c", &format!("echo {mask:x} > {path}")])).unwrap();
+        run_cmd(
+            ns.command("sh")
+                .args(["-c", &format!("echo {mask:x} > {path}")]),
+        )
+        .unwrap();
     };
     for dev in ["c0", "b1", "b2", "b3"] {
         set(&topo.lb, dev, 1 << LB_CPU);
@@ -385,7 +389,5 @@ fn main() {
             ),
         ],
     );
-    println!(
-        "\ntarget: at least 1.5x nftables. Routing only: the same hops, no balancing at all."
-    );
+    println!("\ntarget: at least 1.5x nftables. Routing only: the same hops, no balancing at all.");
 }

@@ -179,7 +179,13 @@ fn measure(hosts: &TwoHosts, gen: Generator, frame: &[u8]) -> (usize, f64, f64) 
     let (busy0, _) = cpu_jiffies(None);
     let t0 = Instant::now();
     let sent = match gen {
-        Generator::AfPacket => flood(&hosts.b, DEV_B, &[frame.to_vec()], FLOOD_PACKETS, FLOOD_LIMIT),
+        Generator::AfPacket => flood(
+            &hosts.b,
+            DEV_B,
+            &[frame.to_vec()],
+            FLOOD_PACKETS,
+            FLOOD_LIMIT,
+        ),
         Generator::XdpFrames(prog) => flood_xdp_frames(&hosts.b, prog, frame),
     };
     let wall = t0.elapsed().as_secs_f64();

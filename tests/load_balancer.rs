@@ -127,6 +127,7 @@ fn tally(names: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
 fn thousand_connections_spread_by_weight() {
     require_privileges!("thousand_connections_spread_by_weight");
     let topo = Topology::new().unwrap();
+    topo.verify_checksums().unwrap();
     let weights = [1usize, 2, 3];
     let args: Vec<String> = (0..3)
         .map(|i| format!("{},{}", backend_arg(i), weights[i]))
@@ -223,6 +224,7 @@ fn drain_and_remove_at_run_time() {
 fn udp_flows_follow_the_same_rules() {
     require_privileges!("udp_flows_follow_the_same_rules");
     let topo = Topology::new().unwrap();
+    topo.verify_checksums().unwrap();
     let args: Vec<String> = (0..3).map(backend_arg).collect();
     let lb = start_lb(&topo, &args);
 
@@ -398,11 +400,8 @@ fn frame(src: SocketAddr, dst: SocketAddr, seg: Segment, payload: &[u8]) -> Vec<
     let (SocketAddr::V4(src), SocketAddr::V4(dst)) = (src, dst) else {
         unreachable!()
     };
-    let ip = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(
-        src.ip().octets(),
-        dst.ip().octets(),
-        64,
-    );
+    let ip =
+        PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(src.ip().octets(), dst.ip().octets(), 64);
     let mut out = Vec::new();
     match seg {
         Segment::Syn => ip
@@ -416,7 +415,11 @@ fn frame(src: SocketAddr, dst: SocketAddr, seg: Segment, payload: &[u8]) -> Vec<
         Segment::Udp { .. } => ip.udp(src.port(), dst.port()).write(&mut out, payload),
     }
     .unwrap();
-    if seg == (Segment::Udp { zero_checksum: true }) {
+    if seg
+        == (Segment::Udp {
+            zero_checksum: true,
+        })
+    {
         out[14 + 20 + 6] = 0;
         out[14 + 20 + 7] = 0;
     }
@@ -482,19 +485,29 @@ fn test_run_translates_both_ways() {
     let topo = Topology::new().unwrap();
     // The backend's MAC in the LB's neighbour table, so that the route
     // lookup in the program finds it (not only the next hop).
-    run_cmd(topo.lb.command("ping").args(["-c1", "-W2", &backend_ip(0).to_string()])).unwrap();
+    run_cmd(
+        topo.lb
+            .command("ping")
+            .args(["-c1", "-W2", &backend_ip(0).to_string()]),
+    )
+    .unwrap();
     run_cmd(topo.lb.command("ping").args(["-c1", "-W2", "10.20.0.2"])).unwrap();
     let backend_mac = topo.backends[0].mac("eth0").unwrap();
     let c0_mac = topo.lb.mac("c0").unwrap();
     let b1_mac = topo.lb.mac("b1").unwrap();
     let client_mac = topo.client.mac("eth0").unwrap();
-    let (c0, b1) = (topo.lb.ifindex("c0").unwrap(), topo.lb.ifindex("b1").unwrap());
+    let (c0, b1) = (
+        topo.lb.ifindex("c0").unwrap(),
+        topo.lb.ifindex("b1").unwrap(),
+    );
     let backend = SocketAddr::from((backend_ip(0), BACKEND_PORT));
     let vip = SocketAddr::from((VIP, VIP_PORT));
 
     topo.lb.run(|| {
         let mut object = MaybeUninit::uninit();
-        let mut open = LoadBalancerSkelBuilder::default().open(&mut object).unwrap();
+        let mut open = LoadBalancerSkelBuilder::default()
+            .open(&mut object)
+            .unwrap();
         let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut()).unwrap();
         rodata.vip_addr = u32::from(VIP).to_be();
         rodata.vip_port = VIP_PORT;
@@ -526,12 +539,22 @@ fn test_run_translates_both_ways() {
         });
         let result = runner.run(&flow_strategy(), |f| {
             let client = SocketAddr::from((f.client, f.sport));
-            let first = if f.tcp { Segment::Syn } else { Segment::Udp { zero_checksum: f.zero_checksum } };
+            let first = if f.tcp {
+                Segment::Syn
+            } else {
+                Segment::Udp {
+                    zero_checksum: f.zero_checksum,
+                }
+            };
             let (verdict, out) = run_on(prog, c0, &frame(client, vip, first, &f.payload));
             prop_assert_eq!(verdict, TC_ACT_REDIRECT, "client -> VIP");
             let (src, dst, ttl, csum) = check_frame(&out);
             prop_assert_eq!((src, dst, ttl), (client, backend, 63));
-            prop_assert_eq!(csum.is_none(), f.zero_checksum, "UDP without a checksum stays so");
+            prop_assert_eq!(
+                csum.is_none(),
+                f.zero_checksum,
+                "UDP without a checksum stays so"
+            );
             prop_assert_eq!(&out[..6], &backend_mac[..], "to the backend's MAC");
             prop_assert_eq!(&out[6..12], &b1_mac[..], "from the LB's b1");
 
@@ -561,7 +584,11 @@ fn test_run_translates_both_ways() {
             b"",
         );
         let (verdict, out) = run_on(prog, c0, &other);
-        assert_eq!((verdict, &out), (TC_ACT_OK, &other), "unrelated traffic untouched");
+        assert_eq!(
+            (verdict, &out),
+            (TC_ACT_OK, &other),
+            "unrelated traffic untouched"
+        );
 
         // A TCP segment of no known flow is dropped and counted.
         let stray = frame(
@@ -586,7 +613,12 @@ fn test_run_translates_both_ways() {
                 .update(&slot.to_ne_bytes(), &u32::MAX.to_ne_bytes(), MapFlags::ANY)
                 .unwrap();
         }
-        let syn = frame(SocketAddr::from((Ipv4Addr::new(10, 20, 0, 2), 5002)), vip, Segment::Syn, b"");
+        let syn = frame(
+            SocketAddr::from((Ipv4Addr::new(10, 20, 0, 2), 5002)),
+            vip,
+            Segment::Syn,
+            b"",
+        );
         assert_eq!(run_on(prog, c0, &syn).0, TC_ACT_SHOT, "no backend");
         let counters: Vec<types::lb_counters> =
             maps::percpu(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
@@ -599,7 +631,12 @@ fn test_run_translates_both_ways() {
         .unwrap();
     let ours = listing
         .lines()
-        .filter(|l| l.contains(&format!("dst={VIP}")) && l.contains(&format!("src={}", backend_ip(0))))
+        .filter(|l| {
+            l.contains(&format!("dst={VIP}")) && l.contains(&format!("src={}", backend_ip(0)))
+        })
         .count();
-    assert!(ours >= 100, "{ours} entries for the VIP in conntrack:\n{listing}");
+    assert!(
+        ours >= 100,
+        "{ours} entries for the VIP in conntrack:\n{listing}"
+    );
 }

@@ -75,6 +75,28 @@ impl Topology {
         Ok(topo)
     }
 
+    /// Makes every packet that crosses the load balancer have its checksums
+    /// checked for real. Between veths they never are: a locally sent
+    /// packet keeps "checksum to be filled in by the hardware", and a
+    /// receiving veth trusts the rest. With transmit checksum offload off
+    /// on the balancer's side, the kernel fills the checksum in as the
+    /// packet leaves (from what the program left in the field); with
+    /// receive offload off at the client and the backends, their stacks
+    /// verify it, and drop a packet whose checksum is wrong.
+    pub fn verify_checksums(&self) -> anyhow::Result<()> {
+        let ethtool = |ns: &NetNs, dev: &str, what: &str| {
+            run_cmd(ns.command("ethtool").args(["-K", dev, what, "off"])).map(|_| ())
+        };
+        for dev in ["c0", "b1", "b2", "b3"] {
+            ethtool(&self.lb, dev, "tx")?;
+        }
+        ethtool(&self.client, "eth0", "rx")?;
+        for b in &self.backends {
+            ethtool(b, "eth0", "rx")?;
+        }
+        Ok(())
+    }
+
     /// In each backend: a TCP server that answers every line with
     /// "b<i> <line>", and a UDP server that does the same per datagram.
     fn start_servers(&mut self) {

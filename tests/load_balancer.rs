@@ -89,27 +89,24 @@ impl Lb {
         self.running.signal(libc::SIGINT).unwrap();
         let (status, _, stderr) = self.running.finish(Duration::from_secs(10)).unwrap();
         assert!(status.success(), "{stderr:?}");
-        let tables = run_cmd(topo.lb.command("nft").args(["list", "tables"])).unwrap();
-        assert!(
-            !String::from_utf8_lossy(&tables.stdout).contains("lebpf_lb"),
-            "the nftables table is left behind"
-        );
-        let filters = run_cmd(
-            topo.lb
-                .command("tc")
-                .args(["filter", "show", "dev", "c0", "ingress"]),
-        )
-        .unwrap();
-        assert!(filters.stdout.is_empty(), "a TC filter is left behind");
-        // The replies' interfaces had the program too.
-        for dev in ["b1", "b2", "b3"] {
-            let filters = run_cmd(
-                topo.lb
-                    .command("tc")
-                    .args(["filter", "show", "dev", dev, "ingress"]),
-            )
-            .unwrap();
-            assert!(filters.stdout.is_empty(), "a TC filter is left on {dev}");
+        // The program was on the clients' interface and on the replies'.
+        for dev in ["c0", "b1", "b2", "b3"] {
+            let tc = |what: &str| {
+                let out = run_cmd(topo.lb.command("tc").args([what, "show", "dev", dev]).args(
+                    if what == "filter" {
+                        &["ingress"][..]
+                    } else {
+                        &[][..]
+                    },
+                ))
+                .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            assert!(tc("filter").is_empty(), "a TC filter is left on {dev}");
+            assert!(
+                !tc("qdisc").contains("clsact"),
+                "a clsact qdisc is left on {dev}"
+            );
         }
         assert!(!self.fs.path().join("lb").exists(), "pins left behind");
     }
@@ -217,6 +214,23 @@ fn drain_and_remove_at_run_time() {
     let new = tally((0..30).map(|_| one_connection(&topo.client)));
     assert!(new.contains_key("b2"), "b2 is back: {new:?}");
     drop(open);
+    lb.stop(&topo);
+}
+
+#[test]
+fn a_backend_on_a_new_interface_is_attached_there() {
+    require_privileges!("a_backend_on_a_new_interface_is_attached_there");
+    let topo = Topology::new().unwrap();
+    // Backend 3, behind b3, is not there at the start...
+    let mut lb = start_lb(&topo, &[backend_arg(0), backend_arg(1)]);
+    // ...and added later: its replies only reach the client if the program
+    // is on b3 too, to turn their source back into the VIP.
+    lb.manage(&["add", &backend_arg(2)]);
+    lb.running
+        .wait_for_stderr("attached to b3", Duration::from_secs(5))
+        .unwrap();
+    let counts = tally((0..30).map(|_| one_connection(&topo.client)));
+    assert_eq!(counts.get("b3"), Some(&10), "{counts:?}");
     lb.stop(&topo);
 }
 

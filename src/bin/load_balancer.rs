@@ -349,6 +349,8 @@ struct Attachments<'p> {
     mode: TcMode,
     ifaces: Vec<(String, TcAttachment)>,
     unroutable: HashSet<Ipv4Addr>,
+    /// Past the initial attachments.
+    started: bool,
 }
 
 impl<'p> Attachments<'p> {
@@ -360,6 +362,10 @@ impl<'p> Attachments<'p> {
         let attachment =
             TcAttachment::attach(ifindex, self.mode, &[(TcDirection::Ingress, self.prog)])
                 .with_context(|| format!("attaching to {iface}"))?;
+        // After the start, say so (the start's message lists them all).
+        if !self.ifaces.is_empty() && self.started {
+            eprintln!("A backend is reached through {iface}: attached to {iface} too.");
+        }
         self.ifaces.push((iface.to_string(), attachment));
         Ok(())
     }
@@ -463,9 +469,11 @@ fn run(args: RunArgs) -> Result<()> {
         mode: args.attach,
         ifaces: Vec::new(),
         unroutable: HashSet::new(),
+        started: false,
     };
     attached.attach(&iface)?;
     attached.sync(&skel.maps.backends, true)?;
+    attached.started = true;
     eprintln!(
         "Balancing {vip} ({}) across {} backends, attached to {}; maps pinned in {}. Hit Ctrl-C to end.",
         match args.proto {

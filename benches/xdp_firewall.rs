@@ -368,6 +368,6 @@ fn main() {
     );
     flood_bench(
         Generator::AfPacket,
-        &format!("AF_PACKET sendmmsg x64 (the sender builds an sk_buff)"),
+        "AF_PACKET sendmmsg x64 (the sender builds an sk_buff)",
     );
 }

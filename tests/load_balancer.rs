@@ -229,8 +229,12 @@ fn a_backend_on_a_new_interface_is_attached_there() {
     lb.running
         .wait_for_stderr("attached to b3", Duration::from_secs(5))
         .unwrap();
+    // Every connection completes (one_connection fails otherwise), b3's
+    // too. About a third go to b3: each CPU walks the table with its own
+    // cursor, so not exactly 10.
     let counts = tally((0..30).map(|_| one_connection(&topo.client)));
-    assert_eq!(counts.get("b3"), Some(&10), "{counts:?}");
+    let b3 = counts.get("b3").copied().unwrap_or(0);
+    assert!((5..=15).contains(&b3), "b3 took {b3} of 30: {counts:?}");
     lb.stop(&topo);
 }
 

@@ -301,6 +301,22 @@ static __always_inline int forward(struct __sk_buff *skb, __be32 saddr,
 	return TC_ACT_SHOT;
 }
 
+/* Looks the packet's own 5-tuple up in conntrack. On NULL, opts->error
+ * says why (-ENOENT: no such entry). */
+static __always_inline struct nf_conn *
+ct_lookup(struct __sk_buff *skb, struct iphdr *iph, struct l4_ports *ports,
+	  __u8 proto, struct bpf_sock_tuple *tuple, struct bpf_ct_opts *opts)
+{
+	opts->netns_id = BPF_F_CURRENT_NETNS;
+	opts->l4proto = proto;
+	tuple->ipv4.saddr = iph->saddr;
+	tuple->ipv4.daddr = iph->daddr;
+	tuple->ipv4.sport = ports->source;
+	tuple->ipv4.dport = ports->dest;
+	return bpf_skb_ct_lookup(skb, tuple, sizeof(tuple->ipv4), opts,
+				 CT_OPTS_SZ);
+}
+
 /* Client -> VIP: find or create the flow's entry; on to its backend. */
 static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 				      struct l4_ports *ports,
@@ -308,16 +324,8 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 				      struct rewrite *rw,
 				      struct lb_counters *cnt)
 {
-	struct bpf_ct_opts opts = {
-		.netns_id = BPF_F_CURRENT_NETNS,
-		.l4proto = rw->proto,
-	};
-	struct bpf_sock_tuple tuple = {
-		.ipv4.saddr = iph->saddr,
-		.ipv4.daddr = iph->daddr,
-		.ipv4.sport = ports->source,
-		.ipv4.dport = ports->dest,
-	};
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_ct_opts opts = {};
 	__be32 be_addr, saddr = iph->saddr;
 	bool created = false;
 	struct nf_conn *ct;
@@ -329,8 +337,7 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 
 	/* (10) A known flow? The entry comes back with a reference that we
 	 * must release, on every path: the verifier checks that we do. */
-	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts,
-			       CT_OPTS_SZ);
+	ct = ct_lookup(skb, iph, ports, rw->proto, &tuple, &opts);
 	if (!ct) {
 		if (opts.error != -ENOENT) {
 			cnt->ct_errors++;
@@ -377,16 +384,8 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *iph,
 				     struct l4_ports *ports, struct rewrite *rw,
 				     struct lb_counters *cnt)
 {
-	struct bpf_ct_opts opts = {
-		.netns_id = BPF_F_CURRENT_NETNS,
-		.l4proto = rw->proto,
-	};
-	struct bpf_sock_tuple tuple = {
-		.ipv4.saddr = iph->saddr,
-		.ipv4.daddr = iph->daddr,
-		.ipv4.sport = ports->source,
-		.ipv4.dport = ports->dest,
-	};
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_ct_opts opts = {};
 	__be32 daddr = iph->daddr;
 	struct nf_conntrack_tuple *orig;
 	struct nf_conn *ct;
@@ -395,8 +394,7 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *iph,
 	/* (12) The same lookup finds the entry from the reply's side: the
 	 * kernel's table holds every entry under both of its tuples. Anything
 	 * else crossing this interface is not ours and goes on untouched. */
-	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts,
-			       CT_OPTS_SZ);
+	ct = ct_lookup(skb, iph, ports, rw->proto, &tuple, &opts);
 	if (!ct)
 		return TC_ACT_OK;
 	orig = &ct->tuplehash[IP_CT_DIR_ORIGINAL].tuple;

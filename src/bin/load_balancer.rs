@@ -534,6 +534,17 @@ fn open_pinned(dir: &Path) -> Result<LbMaps> {
     })
 }
 
+/// Marks `addr` draining and takes it out of the selection table; returns
+/// its slot.
+fn drain(lb: &LbMaps, addr: &SocketAddrV4) -> Result<u32> {
+    let slot = find(&lb.backends, addr)?;
+    let mut be = read_backend(&lb.backends, slot)?;
+    be.state = types::lb_backend_state::LB_BACKEND_DRAINING.0;
+    write_backend(&lb.backends, slot, &be)?;
+    rebuild_table(&lb.backends, &lb.table)?;
+    Ok(slot)
+}
+
 fn manage(cmd: Manage) -> Result<()> {
     privileges::require(&[Cap::Bpf])?;
     match cmd {
@@ -549,22 +560,13 @@ fn manage(cmd: Manage) -> Result<()> {
         }
         Manage::Remove { backend, pin } => {
             let lb = open_pinned(&pin.pin)?;
-            let slot = find(&lb.backends, &backend.addr)?;
             // Out of the table first, so no new flow picks a vanishing slot.
-            let mut be = read_backend(&lb.backends, slot)?;
-            be.state = types::lb_backend_state::LB_BACKEND_DRAINING.0;
-            write_backend(&lb.backends, slot, &be)?;
-            rebuild_table(&lb.backends, &lb.table)?;
+            let slot = drain(&lb, &backend.addr)?;
             write_backend(&lb.backends, slot, &types::lb_backend::default())?;
             println!("{} removed", backend.addr);
         }
         Manage::Drain { backend, pin } => {
-            let lb = open_pinned(&pin.pin)?;
-            let slot = find(&lb.backends, &backend.addr)?;
-            let mut be = read_backend(&lb.backends, slot)?;
-            be.state = types::lb_backend_state::LB_BACKEND_DRAINING.0;
-            write_backend(&lb.backends, slot, &be)?;
-            rebuild_table(&lb.backends, &lb.table)?;
+            drain(&open_pinned(&pin.pin)?, &backend.addr)?;
             println!("{} draining", backend.addr);
         }
         Manage::Stats { pin, json } => {

@@ -30,8 +30,11 @@
 #define TCP_TIMEOUT_MS 120000
 #define UDP_TIMEOUT_MS 30000
 #define CLOSING_TIMEOUT_MS 10000
-/* ct->mark: the backend's index + 1, and a flag once the flow is closing. */
+/* ct->mark: the backend's index + 1 (bits 0-15), the slot's generation
+ * when the flow started (bits 16-30), and a flag once the flow is closing. */
 #define MARK_BACKEND 0xffff
+#define MARK_GEN_SHIFT 16
+#define MARK_GEN (((1u << LB_GEN_BITS) - 1) << MARK_GEN_SHIFT)
 #define MARK_CLOSING 0x80000000
 
 /*
@@ -100,8 +103,9 @@ struct {
 	__type(value, struct lb_counters);
 } counters SEC(".maps");
 
-/* Makes the enum visible to the Rust skeleton's generated types. */
+/* Makes the enums visible to the Rust skeleton's generated types. */
 enum lb_backend_state lb_backend_state_unused;
+enum lb_limits lb_limits_unused;
 
 /* Where the fields we rewrite are, as offsets from the start of the frame:
  * the helpers that change the packet invalidate every packet pointer. */
@@ -120,13 +124,34 @@ static __always_inline struct lb_counters *get_counters(void)
 	return bpf_map_lookup_elem(&counters, &zero);
 }
 
-static __always_inline void count_packet(__u32 mark, __u32 len, bool new_flow)
+/* Counts a client's packet for its flow's backend. */
+static __always_inline void count_packet(__u32 mark, __u32 len, bool new_flow,
+					 struct lb_counters *cnt)
 {
+	__u32 gen = (mark & MARK_GEN) >> MARK_GEN_SHIFT;
 	__u32 idx = (mark & MARK_BACKEND) - 1;
-	struct lb_stats *s = bpf_map_lookup_elem(&stats, &idx);
+	struct lb_backend *be;
+	struct lb_stats *s;
 
-	if (!s)
+	be = bpf_map_lookup_elem(&backends, &idx);
+	s = bpf_map_lookup_elem(&stats, &idx);
+	if (!be || !s)
 		return;
+	/* (13) The flow started with an earlier backend of this slot, since
+	 * removed: its packets must not count for the new one. */
+	if (be->gen != gen) {
+		cnt->retired_packets++;
+		cnt->retired_bytes += len;
+		return;
+	}
+	/* This CPU's copy still holds the slot's previous backend: start
+	 * over. Only this CPU writes it, so this needs no lock. */
+	if (s->gen != gen) {
+		s->gen = gen;
+		s->connections = 0;
+		s->packets = 0;
+		s->bytes = 0;
+	}
 	s->packets++;
 	s->bytes += len;
 	if (new_flow)
@@ -175,8 +200,10 @@ static __always_inline struct nf_conn *new_flow(struct __sk_buff *skb,
 	bpf_ct_set_nat_info(nct, &addr, be->port, NF_NAT_MANIP_DST);
 	bpf_ct_set_timeout(nct, opts->l4proto == IPPROTO_TCP ? TCP_TIMEOUT_MS
 							     : UDP_TIMEOUT_MS);
-	/* (6) The backend's index in the entry's mark, for the statistics. */
-	((struct nf_conn *)nct)->mark = *idx + 1;
+	/* (6) The backend's slot and its generation in the entry's mark, for
+	 * the statistics. */
+	((struct nf_conn *)nct)->mark =
+		(*idx + 1) | ((be->gen << MARK_GEN_SHIFT) & MARK_GEN);
 
 	/* (7) Insert: the entry is now in the kernel's table (`conntrack -L`
 	 * lists it). nct is consumed either way; a flow whose first packets
@@ -372,7 +399,7 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 	refresh(ct, rw);
 	mark = ct->mark;
 	bpf_ct_release(ct);
-	count_packet(mark, skb->len, created);
+	count_packet(mark, skb->len, created, cnt);
 
 	if (rewrite(skb, rw, iph, ports, true, be_addr, be_port))
 		return TC_ACT_SHOT;

@@ -13,6 +13,7 @@ PACKAGES=(
 	iproute2 iputils-ping   # ip, tc, ping for the network tests
 	nftables conntrack      # baselines and conntrack lessons
 	util-linux              # setpriv, for the no-privileges tests
+	procps kmod             # sysctl in the chapters; modprobe (load_balancer)
 	ethtool                 # veth GRO on, for the XDP flood benchmark
 )
 

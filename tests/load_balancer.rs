@@ -5,7 +5,7 @@
 //! up after exit.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -22,7 +22,8 @@ use proptest::test_runner::{Config, TestRunner};
 
 use learning_ebpf_rs::skel::load_balancer::{types, LoadBalancerSkelBuilder};
 use learning_ebpf_rs::testing::lb_topology::{
-    backend_arg, backend_ip, connect, one_connection, Conn, Topology, BACKEND_PORT, VIP, VIP_PORT,
+    backend_arg, backend_ip, connect, one_connection, udp_flow, Conn, Topology, BACKEND_PORT, VIP,
+    VIP_PORT,
 };
 use learning_ebpf_rs::testing::{run_cmd, BpfFs, Running};
 use learning_ebpf_rs::{cli, maps, require_privileges};
@@ -222,19 +223,100 @@ fn a_backend_on_a_new_interface_is_attached_there() {
     require_privileges!("a_backend_on_a_new_interface_is_attached_there");
     let topo = Topology::new().unwrap();
     // Backend 3, behind b3, is not there at the start...
-    let mut lb = start_lb(&topo, &[backend_arg(0), backend_arg(1)]);
+    let lb = start_lb(&topo, &[backend_arg(0), backend_arg(1)]);
     // ...and added later: its replies only reach the client if the program
-    // is on b3 too, to turn their source back into the VIP.
-    lb.manage(&["add", &backend_arg(2)]);
-    lb.running
-        .wait_for_stderr("attached to b3", Duration::from_secs(5))
-        .unwrap();
+    // is on b3 too, to turn their source back into the VIP. `add` returns
+    // only once that is so: flows sent straight after it must all work,
+    // UDP (each reply must come from the VIP) and TCP alike.
+    let out = lb.manage(&["add", &backend_arg(2)]);
+    assert!(out.contains("added"), "{out}");
+    let udp = tally((0..30).map(|i| udp_flow(&topo.client, 42000 + i)));
+    assert!(udp.contains_key("b3"), "no UDP flow reached b3: {udp:?}");
     // Every connection completes (one_connection fails otherwise), b3's
     // too. About a third go to b3: each CPU walks the table with its own
     // cursor, so not exactly 10.
     let counts = tally((0..30).map(|_| one_connection(&topo.client)));
     let b3 = counts.get("b3").copied().unwrap_or(0);
     assert!((5..=15).contains(&b3), "b3 took {b3} of 30: {counts:?}");
+    lb.stop(&topo);
+}
+
+/// A backend's row in `stats --json`: (state, connections, packets).
+fn row(stats: &serde_json::Value, backend: &str) -> Option<(String, u64, u64)> {
+    stats["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == backend)
+        .map(|b| {
+            (
+                b["state"].as_str().unwrap().to_string(),
+                b["connections"].as_u64().unwrap(),
+                b["packets"].as_u64().unwrap(),
+            )
+        })
+}
+
+#[test]
+fn a_new_backend_starts_at_zero() {
+    require_privileges!("a_new_backend_starts_at_zero");
+    let topo = Topology::new().unwrap();
+    let args: Vec<String> = (0..3).map(backend_arg).collect();
+    let lb = start_lb(&topo, &args);
+    let stats =
+        || -> serde_json::Value { serde_json::from_str(&lb.manage(&["stats", "--json"])).unwrap() };
+
+    // Connections that stay open, b2's among them.
+    let mut open: Vec<(Conn, String)> = (0..12)
+        .map(|_| {
+            let mut c = connect(&topo.client);
+            let name = c.ask("hello");
+            (c, name)
+        })
+        .collect();
+    let on_b2 = open.iter().filter(|(_, n)| n == "b2").count() as u64;
+    assert!(on_b2 > 0, "no connection on b2");
+
+    // Removed, b2 keeps its row, its address and its counts.
+    lb.manage(&["remove", &backend_arg(1)]);
+    let (state, conns, packets) = row(&stats(), &backend_arg(1)).expect("b2's row");
+    assert_eq!((state.as_str(), conns), ("removed", on_b2));
+
+    // A new backend (a second address in b2's namespace) starts at zero.
+    topo.backends[1]
+        .ip(&["addr", "add", "10.21.2.3/24", "dev", "eth0"])
+        .unwrap();
+    let newcomer = format!("10.21.2.3:{BACKEND_PORT}");
+    lb.manage(&["add", &newcomer]);
+    assert_eq!(
+        row(&stats(), &newcomer),
+        Some(("active".into(), 0, 0)),
+        "{}",
+        stats()
+    );
+
+    // The removed backend's open connections go on, and count for it only.
+    for (c, name) in open.iter_mut() {
+        assert_eq!(&c.ask("still there?"), name, "an open connection moved");
+    }
+    let after = stats();
+    let (_, _, packets_after) = row(&after, &backend_arg(1)).unwrap();
+    assert!(
+        packets_after > packets,
+        "b2's packets: {packets} then {packets_after}"
+    );
+    assert_eq!(
+        row(&after, &newcomer),
+        Some(("active".into(), 0, 0)),
+        "{after}"
+    );
+
+    // Adding what is there says what it changed.
+    let out = lb.manage(&["add", &format!("{},3", backend_arg(0))]);
+    assert!(out.contains("weight 1 -> 3"), "{out}");
+    let out = lb.manage(&["add", &format!("{},3", backend_arg(0))]);
+    assert!(out.contains("nothing changed"), "{out}");
+    drop(open);
     lb.stop(&topo);
 }
 
@@ -246,37 +328,9 @@ fn udp_flows_follow_the_same_rules() {
     let args: Vec<String> = (0..3).map(backend_arg).collect();
     let lb = start_lb(&topo, &args);
 
-    // Each flow is one client socket with a source port of its own: three
-    // datagrams, one backend. (A reused port would make the same 5-tuple as
-    // an earlier flow, which conntrack rightly treats as that flow.)
+    // Each flow is one client socket with a source port of its own.
     let next_port = std::sync::atomic::AtomicU16::new(41000);
-    let flow = || {
-        let port = next_port.fetch_add(1, Ordering::Relaxed);
-        let sock = topo
-            .client
-            .run(|| UdpSocket::bind(("0.0.0.0", port)).unwrap());
-        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut seen = Vec::new();
-        for msg in ["a", "b", "c"] {
-            sock.send_to(msg.as_bytes(), (VIP, VIP_PORT)).unwrap();
-            let mut buf = [0u8; 64];
-            let (n, from) = sock.recv_from(&mut buf).expect("a reply");
-            assert_eq!(
-                from,
-                SocketAddr::from((VIP, VIP_PORT)),
-                "replies come from the VIP"
-            );
-            let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let (name, echoed) = reply.split_once(' ').unwrap();
-            assert_eq!(echoed, msg);
-            seen.push(name.to_string());
-        }
-        assert!(
-            seen.iter().all(|n| *n == seen[0]),
-            "a UDP flow changed backend: {seen:?}"
-        );
-        seen.remove(0)
-    };
+    let flow = || udp_flow(&topo.client, next_port.fetch_add(1, Ordering::Relaxed));
     let counts = tally((0..150).map(|_| flow()));
     for i in 1..=3 {
         let got = counts.get(&format!("b{i}")).copied().unwrap_or(0);
@@ -298,7 +352,7 @@ fn udp_flows_follow_the_same_rules() {
 fn bad_input_gives_one_line() {
     require_privileges!("bad_input_gives_one_line");
     let topo = Topology::new().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["-i", "c0", "--vip", "10.30.0.100"], "IP:PORT"),
         (
             &[
@@ -321,6 +375,19 @@ fn bad_input_gives_one_line() {
                 "nohost:80",
             ],
             "IPv4 address and port",
+        ),
+        (
+            &[
+                "-i",
+                "c0",
+                "--vip",
+                "10.30.0.100:80",
+                "--backend",
+                "10.21.1.2:8080,1",
+                "--backend",
+                "10.21.1.2:8080,3",
+            ],
+            "backend 10.21.1.2:8080 is given twice",
         ),
         (
             &["-i", "nosuchif0", "--vip", "10.30.0.100:80"],
@@ -536,6 +603,7 @@ fn test_run_translates_both_ways() {
             port: u32::from(BACKEND_PORT),
             weight: 1,
             state: 0,
+            gen: 0,
         };
         skel.maps
             .backends
@@ -619,6 +687,44 @@ fn test_run_translates_both_ways() {
         let counters: Vec<types::lb_counters> =
             maps::percpu(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
         assert_eq!(counters.iter().map(|c| c.stray).sum::<u64>(), 1);
+
+        // A new backend takes slot 0 (the next generation) while a flow of
+        // the old one is open: the flow goes on to the old backend, and its
+        // packets count as retired, never for the newcomer.
+        let client = SocketAddr::from((Ipv4Addr::new(10, 20, 0, 2), 5003));
+        assert_eq!(
+            run_on(prog, c0, &frame(client, vip, Segment::Syn, b"")).0,
+            TC_ACT_REDIRECT
+        );
+        let newcomer = types::lb_backend {
+            addr: u32::from(Ipv4Addr::new(10, 21, 1, 3)).to_be(),
+            gen: 1,
+            ..be
+        };
+        skel.maps
+            .backends
+            .update(
+                &0u32.to_ne_bytes(),
+                maps::bytes_of(&newcomer),
+                MapFlags::ANY,
+            )
+            .unwrap();
+        let (verdict, out) = run_on(prog, c0, &frame(client, vip, Segment::Ack, b"x"));
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_eq!(
+            check_frame(&out).1,
+            backend,
+            "the flow stays on its backend"
+        );
+        let counters: Vec<types::lb_counters> =
+            maps::percpu(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
+        assert_eq!(counters.iter().map(|c| c.retired_packets).sum::<u64>(), 1);
+        let stats: Vec<types::lb_stats> =
+            maps::percpu(&skel.maps.stats, &0u32.to_ne_bytes()).unwrap();
+        assert!(
+            stats.iter().all(|s| s.gen == 0),
+            "no CPU's copy was started over for the newcomer: {stats:?}"
+        );
 
         // No active backend: a new flow is dropped and counted.
         skel.maps

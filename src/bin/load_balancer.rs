@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
@@ -26,9 +27,15 @@ use learning_ebpf_rs::tc::{TcAttachment, TcDirection, TcMode};
 use learning_ebpf_rs::{cli, maps, netif, signals};
 
 const DEFAULT_PIN: &str = "/sys/fs/bpf/load_balancer";
-const MAX_BACKENDS: u32 = 64; // LB_MAX_BACKENDS
-const TABLE_SIZE: u32 = 1024; // LB_TABLE_SIZE
-const NO_BACKEND: u32 = u32::MAX; // LB_NO_BACKEND
+// The limits, from bpf/load_balancer.h through the skeleton's BTF types.
+const MAX_BACKENDS: u32 = types::lb_limits::LB_MAX_BACKENDS.0;
+const TABLE_SIZE: u32 = types::lb_limits::LB_TABLE_SIZE.0;
+const NO_BACKEND: u32 = types::lb_limits::LB_NO_BACKEND.0;
+const GEN_MASK: u32 = (1 << types::lb_limits::LB_GEN_BITS.0) - 1;
+/// How long `add` waits for the running balancer to take a new backend up.
+const ADD_TIMEOUT: Duration = Duration::from_secs(5);
+
+use types::lb_backend_state as State;
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -90,14 +97,16 @@ struct PinArg {
 
 #[derive(Subcommand)]
 enum Manage {
-    /// Add a backend (or change an existing one's weight and make it active)
+    /// Add a backend, or make an existing one active with this weight.
+    /// Returns once the running balancer can send it flows.
     Add {
         #[arg(value_name = "IP:PORT[,WEIGHT]")]
         backend: Backend,
         #[command(flatten)]
         pin: PinArg,
     },
-    /// Remove a backend: new connections avoid it
+    /// Remove a backend: new connections avoid it, open ones go on; its
+    /// row stays in `stats` until a new backend needs its slot
     Remove {
         #[arg(value_name = "IP:PORT")]
         backend: Backend,
@@ -195,7 +204,7 @@ fn rebuild_table(backends: &impl MapCore, table: &impl MapCore) -> Result<()> {
     let active: Vec<(u32, i64)> = all_backends(backends)?
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.addr != 0 && b.state == types::lb_backend_state::LB_BACKEND_ACTIVE.0)
+        .filter(|(_, b)| b.addr != 0 && b.state == State::LB_BACKEND_ACTIVE.0)
         .map(|(i, b)| (i as u32, i64::from(b.weight)))
         .collect();
     let total: i64 = active.iter().map(|(_, w)| w).sum();
@@ -226,31 +235,87 @@ fn rebuild_table(backends: &impl MapCore, table: &impl MapCore) -> Result<()> {
     Ok(())
 }
 
-/// Adds or updates `b` (state active); returns its slot.
-fn upsert(backends: &impl MapCore, b: &Backend, state: u32) -> Result<u32> {
-    let all = all_backends(backends)?;
-    let target = u32::from(*b.addr.ip()).to_be();
-    let slot =
-        all.iter()
-            .position(|x| x.addr == target && x.port == u32::from(b.addr.port()))
-            .or_else(|| all.iter().position(|x| x.addr == 0))
-            .ok_or_else(|| anyhow!("all {MAX_BACKENDS} backend slots are in use"))? as u32;
-    let be = types::lb_backend {
-        addr: target,
-        port: u32::from(b.addr.port()),
-        weight: b.weight,
-        state,
-    };
-    write_backend(backends, slot, &be)?;
-    Ok(slot)
-}
-
-fn find(backends: &impl MapCore, addr: &SocketAddrV4) -> Result<u32> {
-    all_backends(backends)?
-        .iter()
+/// Where `addr` is, if it is a backend in any state.
+fn position(all: &[types::lb_backend], addr: &SocketAddrV4) -> Option<u32> {
+    all.iter()
         .position(|x| x.addr != 0 && socket_addr(x) == *addr)
         .map(|i| i as u32)
-        .ok_or_else(|| anyhow!("{addr} is not a backend"))
+}
+
+/// The slot of an active or draining backend.
+fn find(backends: &impl MapCore, addr: &SocketAddrV4) -> Result<u32> {
+    let all = all_backends(backends)?;
+    position(&all, addr)
+        .filter(|&i| {
+            let state = all[i as usize].state;
+            state == State::LB_BACKEND_ACTIVE.0 || state == State::LB_BACKEND_DRAINING.0
+        })
+        .ok_or_else(|| anyhow!("{addr} is not an active or draining backend"))
+}
+
+/// A slot for a new backend: one never used, else the first whose backend
+/// was removed (its later packets are then counted as "retired").
+fn free_slot(all: &[types::lb_backend]) -> Result<u32> {
+    all.iter()
+        .position(|x| x.addr == 0)
+        .or_else(|| {
+            all.iter()
+                .position(|x| x.state == State::LB_BACKEND_REMOVED.0)
+        })
+        .map(|i| i as u32)
+        .ok_or_else(|| anyhow!("all {MAX_BACKENDS} backend slots are in use"))
+}
+
+/// A new backend in `slot`: the slot's next generation, so that the flows
+/// of a removed backend that had it keep apart from the new one's.
+fn new_backend(old: &types::lb_backend, b: &Backend, state: State) -> types::lb_backend {
+    types::lb_backend {
+        addr: u32::from(*b.addr.ip()).to_be(),
+        port: u32::from(b.addr.port()),
+        weight: b.weight,
+        state: state.0,
+        gen: if old.addr == 0 {
+            old.gen
+        } else {
+            (old.gen + 1) & GEN_MASK
+        },
+    }
+}
+
+/// Rejects a backend given twice on the command line.
+fn check_unique(backends: &[Backend]) -> Result<()> {
+    let mut seen = HashSet::new();
+    for b in backends {
+        if !seen.insert(b.addr) {
+            bail!(
+                "backend {} is given twice; give each backend once, with its weight (IP:PORT,WEIGHT)",
+                b.addr
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The management commands and the balancer change the backends and the
+/// table under this lock (flock on the pin directory), one at a time.
+struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    fn take(dir: &Path) -> Result<Lock> {
+        let file =
+            std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!(
+                "locking {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(Lock { _file: file })
+    }
 }
 
 #[derive(Serialize)]
@@ -272,6 +337,20 @@ struct Report {
     dropped_stray: u64,
     dropped_unroutable: u64,
     conntrack_errors: u64,
+    /// Packets and bytes of removed backends' flows, after a new backend
+    /// took their slot (and so their row).
+    retired_packets: u64,
+    retired_bytes: u64,
+}
+
+fn state_name(state: u32) -> &'static str {
+    match State(state) {
+        State::LB_BACKEND_ACTIVE => "active",
+        State::LB_BACKEND_DRAINING => "draining",
+        State::LB_BACKEND_REMOVED => "removed",
+        State::LB_BACKEND_PENDING => "pending",
+        _ => "failed",
+    }
 }
 
 fn report(
@@ -281,20 +360,21 @@ fn report(
 ) -> Result<Report> {
     let mut rows = Vec::new();
     for (i, be) in all_backends(backends)?.iter().enumerate() {
-        let per_cpu: Vec<types::lb_stats> = maps::percpu(stats, &(i as u32).to_ne_bytes())?;
-        let (connections, packets, bytes) = per_cpu.iter().fold((0, 0, 0), |(c, p, b), s| {
-            (c + s.connections, p + s.packets, b + s.bytes)
-        });
-        if be.addr == 0 && connections == 0 {
+        if be.addr == 0 {
             continue;
         }
+        // Each CPU's copy counts for this backend only if the program has
+        // started it over for the backend's generation.
+        let per_cpu: Vec<types::lb_stats> = maps::percpu(stats, &(i as u32).to_ne_bytes())?;
+        let (connections, packets, bytes) = per_cpu
+            .iter()
+            .filter(|s| s.gen == u64::from(be.gen))
+            .fold((0, 0, 0), |(c, p, b), s| {
+                (c + s.connections, p + s.packets, b + s.bytes)
+            });
         rows.push(BackendReport {
             backend: socket_addr(be).to_string(),
-            state: match (be.addr, be.state) {
-                (0, _) => "removed",
-                (_, s) if s == types::lb_backend_state::LB_BACKEND_DRAINING.0 => "draining",
-                _ => "active",
-            },
+            state: state_name(be.state),
             weight: be.weight,
             connections,
             packets,
@@ -310,6 +390,8 @@ fn report(
         dropped_stray: sum(|c| c.stray),
         dropped_unroutable: sum(|c| c.unroutable),
         conntrack_errors: sum(|c| c.ct_errors),
+        retired_packets: sum(|c| c.retired_packets),
+        retired_bytes: sum(|c| c.retired_bytes),
     })
 }
 
@@ -339,6 +421,12 @@ fn print_report(r: &Report, json: bool) {
         r.dropped_unroutable,
         r.conntrack_errors
     );
+    if r.retired_packets > 0 {
+        println!(
+            "removed backends, after their slot was reused: {} packets, {} bytes",
+            r.retired_packets, r.retired_bytes
+        );
+    }
 }
 
 /// Where the program is attached: TC ingress of the clients' interface and
@@ -348,42 +436,70 @@ struct Attachments<'p> {
     prog: &'p libbpf_rs::Program<'p>,
     mode: TcMode,
     ifaces: Vec<(String, TcAttachment)>,
-    unroutable: HashSet<Ipv4Addr>,
-    /// Past the initial attachments.
-    started: bool,
 }
 
 impl<'p> Attachments<'p> {
-    fn attach(&mut self, iface: &str) -> Result<()> {
+    /// Attaches to `iface` unless already there; true if it attached now.
+    fn attach(&mut self, iface: &str) -> Result<bool> {
         if self.ifaces.iter().any(|(name, _)| name == iface) {
-            return Ok(());
+            return Ok(false);
         }
         let ifindex = netif::ifindex(iface)?;
         let attachment =
             TcAttachment::attach(ifindex, self.mode, &[(TcDirection::Ingress, self.prog)])
                 .with_context(|| format!("attaching to {iface}"))?;
-        // After the start, say so (the start's message lists them all).
-        if !self.ifaces.is_empty() && self.started {
-            eprintln!("A backend is reached through {iface}: attached to {iface} too.");
-        }
         self.ifaces.push((iface.to_string(), attachment));
+        Ok(true)
+    }
+
+    /// Attaches where the traffic of the backend at `ip` goes.
+    fn attach_for(&mut self, ip: Ipv4Addr) -> Result<()> {
+        let iface = netif::route_iface(ip)?
+            .ok_or_else(|| anyhow!("no route to backend {ip} in this network namespace"))?;
+        if self.attach(&iface)? {
+            eprintln!("Backend {ip} is reached through {iface}: attached to {iface} too.");
+        }
         Ok(())
     }
 
-    /// Attaches to the interface of each backend that has none yet. At
-    /// start a backend without a route is an error; later a warning.
-    fn sync(&mut self, backends: &impl MapCore, starting: bool) -> Result<()> {
-        for be in all_backends(backends)?.iter().filter(|b| b.addr != 0) {
-            let ip = *socket_addr(be).ip();
-            match netif::route_iface(ip)? {
-                Some(iface) => self.attach(&iface)?,
-                None if starting => bail!("no route to backend {ip} in this network namespace"),
-                None => {
-                    if self.unroutable.insert(ip) {
-                        eprintln!("warning: no route to backend {ip}: its flows will be dropped");
-                    }
-                }
+    /// Takes up the backends that `add` left pending: the program goes on
+    /// their interface first, and only then do they become active and
+    /// enter the selection table. One that cannot be reached is marked
+    /// failed, which `add` reports.
+    fn take_up_pending(
+        &mut self,
+        pin_dir: &Path,
+        backends: &impl MapCore,
+        table: &impl MapCore,
+    ) -> Result<()> {
+        let pending = |b: &types::lb_backend| b.addr != 0 && b.state == State::LB_BACKEND_PENDING.0;
+        if !all_backends(backends)?.iter().any(pending) {
+            return Ok(());
+        }
+        let _lock = Lock::take(pin_dir)?;
+        let mut activated = false;
+        for (i, be) in all_backends(backends)?.iter().enumerate() {
+            if !pending(be) {
+                continue;
             }
+            let state = match self.attach_for(*socket_addr(be).ip()) {
+                Ok(()) => {
+                    activated = true;
+                    State::LB_BACKEND_ACTIVE
+                }
+                Err(e) => {
+                    eprintln!("warning: backend {} not taken up: {e:#}", socket_addr(be));
+                    State::LB_BACKEND_FAILED
+                }
+            };
+            let be = types::lb_backend {
+                state: state.0,
+                ..*be
+            };
+            write_backend(backends, i as u32, &be)?;
+        }
+        if activated {
+            rebuild_table(backends, table)?;
         }
         Ok(())
     }
@@ -400,6 +516,7 @@ fn run(args: RunArgs) -> Result<()> {
     let vip = args.vip.ok_or_else(|| anyhow!("--vip is required"))?;
     // Check everything that can be checked before touching the kernel.
     netif::ifindex(&iface)?;
+    check_unique(&args.backends)?;
     privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
     // The program forwards like a router, and the kernel's route lookup
     // for it (bpf_fib_lookup) refuses when forwarding is off.
@@ -445,12 +562,9 @@ fn run(args: RunArgs) -> Result<()> {
     })?;
 
     // Backends and the selection table, before the program sees a packet.
-    for b in &args.backends {
-        upsert(
-            &skel.maps.backends,
-            b,
-            types::lb_backend_state::LB_BACKEND_ACTIVE.0,
-        )?;
+    for (slot, b) in args.backends.iter().enumerate() {
+        let be = new_backend(&types::lb_backend::default(), b, State::LB_BACKEND_ACTIVE);
+        write_backend(&skel.maps.backends, slot as u32, &be)?;
     }
     rebuild_table(&skel.maps.backends, &skel.maps.table)?;
     let m = &mut skel.maps;
@@ -464,16 +578,20 @@ fn run(args: RunArgs) -> Result<()> {
     }
     pins.arm_watchdog()?;
 
+    // Attach: first where the backends' replies arrive, then where the
+    // clients' packets do, so that no flow starts before its way back is
+    // in place.
     let mut attached = Attachments {
         prog: &skel.progs.lb_ingress,
         mode: args.attach,
         ifaces: Vec::new(),
-        unroutable: HashSet::new(),
-        started: false,
     };
+    for b in &args.backends {
+        if let Some(iface) = netif::route_iface(*b.addr.ip())? {
+            attached.attach(&iface)?;
+        }
+    }
     attached.attach(&iface)?;
-    attached.sync(&skel.maps.backends, true)?;
-    attached.started = true;
     eprintln!(
         "Balancing {vip} ({}) across {} backends, attached to {}; maps pinned in {}. Hit Ctrl-C to end.",
         match args.proto {
@@ -486,14 +604,14 @@ fn run(args: RunArgs) -> Result<()> {
         pins.dir().display()
     );
 
-    // Every 200 ms: attach where backends added meanwhile need it; every
+    // Every 200 ms: take up the backends that `add` asked for; every
     // --interval: report (and once more at the end).
     let interval = Duration::from_secs(args.report.interval);
     let mut since = Instant::now();
     let mut reports = 0;
     loop {
         let stopped = !stop.sleep(Duration::from_millis(200));
-        attached.sync(&skel.maps.backends, false)?;
+        attached.take_up_pending(pins.dir(), &skel.maps.backends, &skel.maps.table)?;
         if stopped || since.elapsed() >= interval {
             since = Instant::now();
             reports += 1;
@@ -534,39 +652,122 @@ fn open_pinned(dir: &Path) -> Result<LbMaps> {
     })
 }
 
-/// Marks `addr` draining and takes it out of the selection table; returns
-/// its slot.
-fn drain(lb: &LbMaps, addr: &SocketAddrV4) -> Result<u32> {
+/// Gives the backend at `addr` a new state (draining or removed) and takes
+/// it out of the selection table.
+fn retire(lb: &LbMaps, dir: &Path, addr: &SocketAddrV4, state: State) -> Result<()> {
+    let _lock = Lock::take(dir)?;
     let slot = find(&lb.backends, addr)?;
-    let mut be = read_backend(&lb.backends, slot)?;
-    be.state = types::lb_backend_state::LB_BACKEND_DRAINING.0;
+    let be = types::lb_backend {
+        state: state.0,
+        ..read_backend(&lb.backends, slot)?
+    };
     write_backend(&lb.backends, slot, &be)?;
-    rebuild_table(&lb.backends, &lb.table)?;
-    Ok(slot)
+    rebuild_table(&lb.backends, &lb.table)
+}
+
+/// `add`: an existing backend changes in place; a new one is left pending
+/// for the running balancer, which attaches to its interface before it
+/// lets flows go there, and we wait for that.
+fn add(lb: &LbMaps, dir: &Path, b: &Backend) -> Result<String> {
+    let lock = Lock::take(dir)?;
+    let all = all_backends(&lb.backends)?;
+    let found = position(&all, &b.addr);
+    if let Some(slot) = found {
+        let old = all[slot as usize];
+        let state = State(old.state);
+        if state != State::LB_BACKEND_PENDING && state != State::LB_BACKEND_FAILED {
+            let be = types::lb_backend {
+                weight: b.weight,
+                state: State::LB_BACKEND_ACTIVE.0,
+                ..old
+            };
+            write_backend(&lb.backends, slot, &be)?;
+            rebuild_table(&lb.backends, &lb.table)?;
+            let weight = match old.weight == b.weight {
+                true => format!("weight {}", b.weight),
+                false => format!("weight {} -> {}", old.weight, b.weight),
+            };
+            return Ok(match state {
+                State::LB_BACKEND_ACTIVE if old.weight == b.weight => {
+                    format!(
+                        "{} is already a backend with weight {}: nothing changed",
+                        b.addr, b.weight
+                    )
+                }
+                State::LB_BACKEND_ACTIVE => format!("{} was already a backend: {weight}", b.addr),
+                _ => format!(
+                    "{} was {}: active again, {weight}",
+                    b.addr,
+                    state_name(old.state)
+                ),
+            });
+        }
+    }
+    let slot = match found {
+        Some(slot) => slot,
+        None => free_slot(&all)?,
+    };
+    let old = all[slot as usize];
+    write_backend(
+        &lb.backends,
+        slot,
+        &new_backend(&old, b, State::LB_BACKEND_PENDING),
+    )?;
+    drop(lock);
+
+    let deadline = Instant::now() + ADD_TIMEOUT;
+    loop {
+        let state = State(read_backend(&lb.backends, slot)?.state);
+        if state == State::LB_BACKEND_ACTIVE {
+            return Ok(format!("{} added (weight {})", b.addr, b.weight));
+        }
+        if state != State::LB_BACKEND_PENDING || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Not taken up: give the slot back as it was, unless the balancer got
+    // there in the meantime.
+    let _lock = Lock::take(dir)?;
+    match State(read_backend(&lb.backends, slot)?.state) {
+        State::LB_BACKEND_ACTIVE => Ok(format!("{} added (weight {})", b.addr, b.weight)),
+        State::LB_BACKEND_FAILED => {
+            write_backend(&lb.backends, slot, &old)?;
+            bail!(
+                "the running load_balancer could not take up {}: no route to it in its network \
+                 namespace, or attaching to its interface failed (its output says which)",
+                b.addr
+            )
+        }
+        _ => {
+            write_backend(&lb.backends, slot, &old)?;
+            bail!(
+                "the load_balancer using {} did not take up {} within {}s: is it still running?",
+                dir.display(),
+                b.addr,
+                ADD_TIMEOUT.as_secs()
+            )
+        }
+    }
 }
 
 fn manage(cmd: Manage) -> Result<()> {
     privileges::require(&[Cap::Bpf])?;
     match cmd {
         Manage::Add { backend, pin } => {
-            let lb = open_pinned(&pin.pin)?;
-            upsert(
-                &lb.backends,
-                &backend,
-                types::lb_backend_state::LB_BACKEND_ACTIVE.0,
-            )?;
-            rebuild_table(&lb.backends, &lb.table)?;
-            println!("{} added (weight {})", backend.addr, backend.weight);
+            println!("{}", add(&open_pinned(&pin.pin)?, &pin.pin, &backend)?);
         }
         Manage::Remove { backend, pin } => {
             let lb = open_pinned(&pin.pin)?;
-            // Out of the table first, so no new flow picks a vanishing slot.
-            let slot = drain(&lb, &backend.addr)?;
-            write_backend(&lb.backends, slot, &types::lb_backend::default())?;
-            println!("{} removed", backend.addr);
+            retire(&lb, &pin.pin, &backend.addr, State::LB_BACKEND_REMOVED)?;
+            println!(
+                "{} removed: no new flows; its open ones go on",
+                backend.addr
+            );
         }
         Manage::Drain { backend, pin } => {
-            drain(&open_pinned(&pin.pin)?, &backend.addr)?;
+            let lb = open_pinned(&pin.pin)?;
+            retire(&lb, &pin.pin, &backend.addr, State::LB_BACKEND_DRAINING)?;
             println!("{} draining", backend.addr);
         }
         Manage::Stats { pin, json } => {
@@ -584,4 +785,50 @@ fn main() {
         None => run(cli.run),
         Some(cmd) => manage(cmd),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(addr: u32, state: State, gen: u32) -> types::lb_backend {
+        types::lb_backend {
+            addr,
+            port: 80,
+            weight: 1,
+            state: state.0,
+            gen,
+        }
+    }
+
+    #[test]
+    fn new_backends_take_unused_slots_first_then_removed_ones() {
+        let b: Backend = "10.0.0.9:80".parse().unwrap();
+        let mut all = vec![
+            slot(1, State::LB_BACKEND_REMOVED, 4),
+            slot(2, State::LB_BACKEND_ACTIVE, 0),
+        ];
+        all.resize(MAX_BACKENDS as usize, types::lb_backend::default());
+        assert_eq!(free_slot(&all).unwrap(), 2);
+        // An unused slot keeps its generation; a reused one gets the next.
+        assert_eq!(new_backend(&all[2], &b, State::LB_BACKEND_PENDING).gen, 0);
+        for s in all.iter_mut().skip(2) {
+            *s = slot(3, State::LB_BACKEND_DRAINING, 0);
+        }
+        assert_eq!(free_slot(&all).unwrap(), 0);
+        assert_eq!(new_backend(&all[0], &b, State::LB_BACKEND_PENDING).gen, 5);
+        // The generation wraps within the bits the conntrack mark has.
+        let last = slot(1, State::LB_BACKEND_REMOVED, GEN_MASK);
+        assert_eq!(new_backend(&last, &b, State::LB_BACKEND_PENDING).gen, 0);
+        all[0] = slot(1, State::LB_BACKEND_ACTIVE, 0);
+        assert!(free_slot(&all).is_err());
+    }
+
+    #[test]
+    fn a_backend_given_twice_is_refused() {
+        let b = |s: &str| s.parse::<Backend>().unwrap();
+        assert!(check_unique(&[b("10.0.0.1:80"), b("10.0.0.2:80,3")]).is_ok());
+        let err = check_unique(&[b("10.0.0.1:80,1"), b("10.0.0.1:80,3")]).unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
+    }
 }

@@ -63,7 +63,7 @@ impl Topology {
             ])?;
             backends.push(b);
         }
-        run_cmd(lb.command("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]))?;
+        lb.sysctl("net/ipv4/ip_forward", "1")?;
         let mut topo = Topology {
             client,
             lb,
@@ -229,4 +229,33 @@ pub fn one_connection_to(client: &NetNs, addr: SocketAddr) -> String {
     assert_eq!(conn.ask("two"), first, "a connection changed backend");
     assert_eq!(conn.ask("three"), first, "a connection changed backend");
     first
+}
+
+/// One UDP flow from the client namespace, from its own source `port`:
+/// three datagrams to the VIP, each answered from the VIP by the same
+/// backend. Returns that backend. (Reusing a port would make the 5-tuple
+/// of an earlier flow, which conntrack rightly treats as that flow.)
+pub fn udp_flow(client: &NetNs, port: u16) -> String {
+    let sock = client.run(|| UdpSocket::bind(("0.0.0.0", port)).unwrap());
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut seen = Vec::new();
+    for msg in ["a", "b", "c"] {
+        sock.send_to(msg.as_bytes(), (VIP, VIP_PORT)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = sock.recv_from(&mut buf).expect("a reply");
+        assert_eq!(
+            from,
+            SocketAddr::from((VIP, VIP_PORT)),
+            "replies come from the VIP"
+        );
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let (name, echoed) = reply.split_once(' ').unwrap();
+        assert_eq!(echoed, msg);
+        seen.push(name.to_string());
+    }
+    assert!(
+        seen.iter().all(|n| *n == seen[0]),
+        "a UDP flow changed backend: {seen:?}"
+    );
+    seen.remove(0)
 }

@@ -87,7 +87,21 @@ impl NetNs {
         run_cmd(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = NetNs { name };
         ns.ip(&["link", "set", "lo", "up"])?;
+        // A new namespace copies IPv4 settings such as forwarding from the
+        // host's: a host that routes (Docker, Kubernetes) would hand every
+        // test a router. Start from the kernel's defaults instead; a test
+        // that needs forwarding turns it on.
+        ns.sysctl("net/ipv4/ip_forward", "0")?;
         Ok(ns)
+    }
+
+    /// Sets `key` (a path under /proc/sys, such as `net/ipv4/ip_forward`)
+    /// inside this namespace: /proc/sys/net shows the namespace of the task
+    /// that opens it.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let path = format!("/proc/sys/{key}");
+        self.run(|| std::fs::write(&path, value))
+            .with_context(|| format!("setting {path} to {value} in {}", self.name))
     }
 
     pub fn name(&self) -> &str {

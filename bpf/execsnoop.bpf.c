@@ -115,23 +115,50 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	return 0;
 }
 
+/* include/linux/sched/signal.h: signal->flags once exit_group() or a fatal
+ * signal ends every thread of the process (#defines are not in BTF). */
+#define SIGNAL_GROUP_EXIT 0x00000004
+
+/* (8) Every thread runs this tracepoint as it exits; the process ends with
+ * the last one, which need not be the main thread (pid == tgid): the main
+ * thread may leave first (pthread_exit), and an exec from another thread
+ * ends the main thread while the process lives on. Since Linux 6.16 the
+ * tracepoint says whether this thread was the last (group_dead); before,
+ * the count of live threads, already decremented here, tells. */
+static __always_inline bool process_ended(void *ctx, struct task_struct *task)
+{
+	struct trace_event_raw_sched_process_exit *args = ctx;
+
+	if (bpf_core_field_exists(args->group_dead))
+		return args->group_dead;
+	return BPF_CORE_READ(task, signal, live.counter) == 0;
+}
+
+/* The status the parent's wait(2) gets: exit_group()'s or the fatal
+ * signal's for the whole process, else the main thread's own. */
+static __always_inline __u32 process_exit_code(struct task_struct *task)
+{
+	struct signal_struct *sig = BPF_CORE_READ(task, signal);
+
+	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+		return BPF_CORE_READ(sig, group_exit_code);
+	return BPF_CORE_READ(task, group_leader, exit_code);
+}
+
 SEC("tp/sched/sched_process_exit")
-int handle_exit(struct trace_event_raw_sched_process_template *ctx)
+int handle_exit(void *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct exec_event *e;
 
-	/* (8) Threads exit too: report the process once, when its main thread
-	 * (pid == tgid) goes. */
-	if ((__u32)id != tgid || !wanted(task, tgid))
+	if (!process_ended(ctx, task) || !wanted(task, tgid))
 		return 0;
 	e = event_start();
 	if (!e)
 		return 0;
 	fill(e, task, EXEC_EVENT_EXIT, tgid);
-	e->exit_code = BPF_CORE_READ(task, exit_code);
+	e->exit_code = process_exit_code(task);
 	e->filename[0] = '\0';
 	event_finish(ctx, e);
 	return 0;

@@ -11,6 +11,7 @@ use learning_ebpf_rs::require_privileges;
 use learning_ebpf_rs::testing::Running;
 
 const BIN: &str = env!("CARGO_BIN_EXE_execsnoop");
+const THREADS: &str = env!("CARGO_BIN_EXE_execsnoop_threads");
 
 /// Starts execsnoop for process `pid` and its children; returns once the
 /// tracepoints are attached.
@@ -94,6 +95,59 @@ fn ring_buffer_events_of_own_children() {
 fn perf_buffer_events_of_own_children() {
     require_privileges!("perf_buffer_events_of_own_children");
     events_of_own_children(&["--perf-buffer"]);
+}
+
+/// What execsnoop said of `pid`, in order: ("exec", filename) and
+/// ("exit", status or "signal N").
+fn story(events: &[Value], pid: u32) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["pid"] == pid)
+        .map(|e| {
+            let what = match (&e["filename"], &e["exit_status"]) {
+                (Value::String(f), _) => f.clone(),
+                (_, Value::Number(n)) => n.to_string(),
+                _ => format!("signal {}", e["signal"]),
+            };
+            (e["event"].as_str().unwrap().to_string(), what)
+        })
+        .collect()
+}
+
+/// A process ends when its last thread does: one EXIT then, with the
+/// status its parent sees, whichever thread leaves last; and an exec from
+/// a second thread (which ends the main one) is no exit at all.
+#[test]
+fn one_exit_per_process_when_its_last_thread_leaves() {
+    require_privileges!("one_exit_per_process_when_its_last_thread_leaves");
+    let snoop = start(std::process::id(), &[]);
+
+    let mut leader_first = Command::new(THREADS)
+        .args(["leader-first", "5"])
+        .spawn()
+        .unwrap();
+    assert_eq!(leader_first.wait().unwrap().code(), Some(5));
+    let mut exec_from_thread = Command::new(THREADS)
+        .args(["exec-from-thread", "/bin/true"])
+        .spawn()
+        .unwrap();
+    assert_eq!(exec_from_thread.wait().unwrap().code(), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (events, _) = stop(snoop);
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        story(&events, leader_first.id()),
+        [pair("exec", THREADS), pair("exit", "5")]
+    );
+    assert_eq!(
+        story(&events, exec_from_thread.id()),
+        [
+            pair("exec", THREADS),
+            pair("exec", "/bin/true"),
+            pair("exit", "0")
+        ]
+    );
 }
 
 /// A 4 KiB buffer holds about 13 events. The consumer is frozen (SIGSTOP)

@@ -12,7 +12,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::MapHandle;
 
 /// The argument that turns a binary into its own pin watchdog; a binary
 /// that uses [`Pins::arm_watchdog`] calls [`run_watchdog_if_asked`] first.
@@ -30,6 +31,69 @@ pub fn is_bpffs(path: &Path) -> bool {
         let mut st: libc::statfs = std::mem::zeroed();
         libc::statfs(c_path.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
     }
+}
+
+/// The name of the network namespace this process runs in, when it runs
+/// under `ip netns exec NAME`, whose private /sys hides /sys/fs/bpf. Its
+/// signature: the namespace is /run/netns/NAME, and /sys is a sysfs that
+/// iproute2 mounted with NAME as its source.
+fn ip_netns_exec_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self/ns/net").ok()?;
+    let name = std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .find(|e| {
+            e.metadata()
+                .is_ok_and(|m| (m.dev(), m.ino()) == (ours.dev(), ours.ino()))
+        })?
+        .file_name()
+        .into_string()
+        .ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo
+        .lines()
+        .any(|l| {
+            let (fields, fs) = l.split_once(" - ").unwrap_or((l, ""));
+            fields.split(' ').nth(4) == Some("/sys") && fs.split(' ').nth(1) == Some(&name)
+        })
+        .then_some(name)
+}
+
+/// What to do when `dir` is not on a bpffs.
+fn not_bpffs(dir: &Path) -> String {
+    if let Some(ns) = ip_netns_exec_name().filter(|_| dir.starts_with("/sys")) {
+        format!(
+            "{} is hidden here: `ip netns exec` mounts a private /sys without /sys/fs/bpf; run \
+             in the namespace with `nsenter --net=/run/netns/{ns}` instead (it changes only the \
+             network namespace), or pass --pin a directory on a bpffs mounted outside /sys",
+            dir.display()
+        )
+    } else {
+        format!(
+            "{} is not on a bpf filesystem: mount one (`mount -t bpf bpf /sys/fs/bpf`) or \
+             choose another --pin directory",
+            dir.display()
+        )
+    }
+}
+
+/// Opens the map pinned as `<dir>/<name>` by a running `lesson`; the error
+/// says what to do when there is none.
+pub fn open_map(dir: &Path, name: &str, lesson: &str) -> Result<MapHandle> {
+    let path = dir.join(name);
+    MapHandle::from_pinned_path(&path).map_err(|e| {
+        if path.exists() {
+            anyhow!("opening {}: {e}", path.display())
+        } else if !dir.exists() && !is_bpffs(dir.parent().unwrap_or(dir)) {
+            anyhow!(not_bpffs(dir))
+        } else {
+            anyhow!(
+                "no running {lesson} pinned its maps in {} (start one, or pass its --pin)",
+                dir.display()
+            )
+        }
+    })
 }
 
 /// Pins in one directory, removed on drop unless kept.
@@ -52,11 +116,7 @@ impl Pins {
             is_bpffs(parent)
         };
         if !on_bpffs {
-            bail!(
-                "{} is not on a bpf filesystem: mount one (`mount -t bpf bpf /sys/fs/bpf`) or \
-                 choose another --pin directory",
-                dir.display()
-            );
+            bail!(not_bpffs(dir));
         }
         let created_dir = !dir.exists();
         if created_dir {

@@ -25,7 +25,7 @@ use learning_ebpf_rs::testing::lb_topology::{
     backend_arg, backend_ip, connect, one_connection, udp_flow, Conn, Topology, BACKEND_PORT, VIP,
     VIP_PORT,
 };
-use learning_ebpf_rs::testing::{run_cmd, BpfFs, Running};
+use learning_ebpf_rs::testing::{run_cmd, BpfFs, HostPinDir, Running};
 use learning_ebpf_rs::{cli, maps, require_privileges};
 
 const BIN: &str = env!("CARGO_BIN_EXE_load_balancer");
@@ -318,6 +318,61 @@ fn a_new_backend_starts_at_zero() {
     assert!(out.contains("nothing changed"), "{out}");
     drop(open);
     lb.stop(&topo);
+}
+
+/// The chapter's way to run the balancer in a namespace: `nsenter --net`,
+/// pins in the host's /sys/fs/bpf, managed from another shell (here, the
+/// test itself in the host's namespaces). `ip netns exec` hides
+/// /sys/fs/bpf, and the error says so and names the way that works.
+#[test]
+fn runs_in_a_namespace_and_is_managed_from_another_shell() {
+    require_privileges!("runs_in_a_namespace_and_is_managed_from_another_shell");
+    let topo = Topology::new().unwrap();
+    let pin = HostPinDir::new("lb").unwrap();
+    let vip = format!("{VIP}:{VIP_PORT}");
+
+    let out = topo
+        .lb
+        .command(BIN)
+        .args(["-i", "c0", "--vip", &vip, "--backend", &backend_arg(0)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("`ip netns exec` mounts a private /sys")
+            && stderr.contains("nsenter --net"),
+        "{stderr}"
+    );
+
+    let mut cmd = topo.lb.nsenter(BIN);
+    cmd.args(["-i", "c0", "--vip", &vip, "--pin"])
+        .arg(pin.path());
+    for i in 0..3 {
+        cmd.args(["--backend", &backend_arg(i)]);
+    }
+    let mut running = Running::spawn(cmd).unwrap();
+    running
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    let manage = |args: &[&str]| {
+        let out = run_cmd(Command::new(BIN).args(args).arg("--pin").arg(pin.path())).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    manage(&["drain", &backend_arg(0)]);
+    let new = tally((0..20).map(|_| one_connection(&topo.client)));
+    assert!(
+        !new.contains_key("b1"),
+        "the drained b1 took new ones: {new:?}"
+    );
+    let stats: serde_json::Value = serde_json::from_str(&manage(&["stats", "--json"])).unwrap();
+    assert_eq!(row(&stats, &backend_arg(0)).unwrap().0, "draining");
+
+    running.signal(libc::SIGINT).unwrap();
+    let (status, _, stderr) = running.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    assert!(!pin.path().exists(), "pins left behind");
 }
 
 #[test]

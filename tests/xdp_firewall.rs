@@ -25,7 +25,7 @@ use learning_ebpf_rs::maps;
 use learning_ebpf_rs::require_privileges;
 use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkel, XdpFirewallSkelBuilder};
 use learning_ebpf_rs::testing::{
-    add_addr, wait_until, BpfFs, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B, IP6_A,
+    add_addr, wait_until, BpfFs, HostPinDir, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B, IP6_A,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_xdp_firewall");
@@ -801,4 +801,47 @@ fn bad_input_gives_one_line_and_leaves_nothing() {
     let (code, _, err) = manage(&fs, &["block", "10.0.0.0/8"]);
     assert_eq!(code, 1);
     assert!(err.contains("no running xdp_firewall"), "{err}");
+}
+
+/// The chapter's way to run the firewall in a namespace: `nsenter --net`,
+/// pins in the host's /sys/fs/bpf, managed from another shell (here, the
+/// test itself in the host's namespaces). `ip netns exec` hides
+/// /sys/fs/bpf, and the error says so and names the way that works.
+#[test]
+fn runs_in_a_namespace_and_is_managed_from_another_shell() {
+    require_privileges!("runs_in_a_namespace_and_is_managed_from_another_shell");
+    let hosts = TwoHosts::new().unwrap();
+    add_addr(&hosts.b, DEV_B, &format!("{IP4_B2}/24")).unwrap();
+    let pin = HostPinDir::new("fw").unwrap();
+
+    let out = hosts.a.command(BIN).args(["-i", DEV_A]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("`ip netns exec` mounts a private /sys")
+            && stderr.contains("nsenter --net"),
+        "{stderr}"
+    );
+
+    let mut cmd = hosts.a.nsenter(BIN);
+    cmd.args(["-i", DEV_A, "--pin"]).arg(pin.path());
+    let mut running = Running::spawn(cmd).unwrap();
+    running
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["block", &format!("{IP4_B}/32"), "--pin"])
+        .arg(pin.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let got = exchange(&hosts, 7005, 10);
+    assert_eq!(got.get(&IpAddr::V4(IP4_B)), None, "blocked source: {got:?}");
+    assert_eq!(got.get(&IpAddr::V4(IP4_B2)), Some(&10), "{got:?}");
+
+    running.signal(libc::SIGINT).unwrap();
+    let (status, _, stderr) = running.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    assert!(!pin.path().exists(), "pins left behind");
 }

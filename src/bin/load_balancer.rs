@@ -631,19 +631,7 @@ fn run(args: RunArgs) -> Result<()> {
 }
 
 fn open_pinned(dir: &Path) -> Result<LbMaps> {
-    let open = |name: &str| {
-        let path = dir.join(name);
-        MapHandle::from_pinned_path(&path).map_err(|e| {
-            if path.exists() {
-                anyhow!("opening {}: {e}", path.display())
-            } else {
-                anyhow!(
-                    "no running load_balancer pinned its maps in {} (start one, or pass its --pin)",
-                    dir.display()
-                )
-            }
-        })
-    };
+    let open = |name: &str| pin::open_map(dir, name, "load_balancer");
     Ok(LbMaps {
         backends: open("backends")?,
         table: open("table")?,

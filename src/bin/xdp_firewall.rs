@@ -417,17 +417,7 @@ fn run(args: RunArgs) -> Result<()> {
 }
 
 fn open_pinned(dir: &Path, name: &str) -> Result<MapHandle> {
-    let path = dir.join(name);
-    MapHandle::from_pinned_path(&path).map_err(|e| {
-        if path.exists() {
-            anyhow!("opening {}: {e}", path.display())
-        } else {
-            anyhow!(
-                "no running xdp_firewall pinned its maps in {} (start one, or pass its --pin)",
-                dir.display()
-            )
-        }
-    })
+    pin::open_map(dir, name, "xdp_firewall")
 }
 
 fn change(list: List, add: bool, cidrs: &[Cidr], dir: &Path) -> Result<()> {

@@ -122,6 +122,18 @@ impl NetNs {
         cmd
     }
 
+    /// A command that runs `program` in this network namespace only, the
+    /// way the chapters run pinned lessons: `nsenter --net` keeps the mount
+    /// namespace, so the host's /sys/fs/bpf and its pins stay visible to
+    /// the lesson and to commands from other shells (`ip netns exec` mounts
+    /// a private /sys that hides them).
+    pub fn nsenter(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.name))
+            .arg(program);
+        cmd
+    }
+
     /// Runs `f` on a thread that has entered this namespace.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         let path = format!("/var/run/netns/{}", self.name);
@@ -370,6 +382,39 @@ static NEXT_FS: AtomicU32 = AtomicU32::new(0);
 /// A private bpf filesystem mounted on a fresh directory, unmounted and
 /// removed on drop (with anything pinned in it). `ip netns exec` remounts
 /// /sys, hiding /sys/fs/bpf, but a bpffs mounted elsewhere stays visible.
+/// A pin directory on the host's bpffs, /sys/fs/bpf (mounted first if it
+/// is not, as `make setup` does), where the lessons pin by default; removed
+/// with whatever is left in it on drop.
+pub struct HostPinDir {
+    path: std::path::PathBuf,
+}
+
+impl HostPinDir {
+    pub fn new(name: &str) -> Result<HostPinDir> {
+        let root = std::path::Path::new("/sys/fs/bpf");
+        if !crate::pin::is_bpffs(root) {
+            run_cmd(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(root))?;
+        }
+        let path = root.join(format!("lebpf-test-{}-{name}", std::process::id()));
+        Ok(HostPinDir { path })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for HostPinDir {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
 pub struct BpfFs {
     dir: std::path::PathBuf,
 }

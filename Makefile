@@ -12,12 +12,13 @@ RAW_OBJS := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRCS))
 
 export BPF_CLANG
 
-.PHONY: help setup check vmlinux build test demo raw fmt lint bench clean
+.PHONY: help setup check vmlinux build test demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
 
 help:
 	@echo "make setup    install the Debian packages and mount bpffs/tracefs (root, idempotent)"
 	@echo "make test     build everything and run every test in the real kernel (root)"
-	@echo "make demo     tc_classifier between two network namespaces; no real interface needed"
+	@echo "make demo-LESSON  a lesson at work in network namespaces it makes: demo-tc_classifier"
+	@echo "              (also plain \`make demo\`), demo-xdp_firewall, demo-load_balancer"
 	@echo "make build    build the BPF objects, skeletons and binaries"
 	@echo "make raw      build the BPF objects with plain clang into build/ (for tc, bpftool)"
 	@echo "make vmlinux  regenerate headers/$(ARCH)/vmlinux.h from this kernel's BTF"
@@ -45,9 +46,12 @@ build: check
 test: check
 	$(CARGO) test --no-fail-fast -- --show-output
 
-demo: check
-	@$(CARGO) build -q --bin tc_classifier
-	@scripts/demo.sh
+# One demo per network lesson, in network namespaces it makes and removes.
+DEMOS := tc_classifier xdp_firewall load_balancer
+demo: demo-tc_classifier
+$(addprefix demo-,$(DEMOS)): demo-%: check
+	@$(CARGO) build -q --bin $*
+	@scripts/demo/$*.sh
 
 # The path without Rust: the same sources, plain clang, libbpf's headers from
 # Debian's libbpf-dev. Load the result with `tc ... bpf obj F sec tc` or bpftool.

@@ -14,6 +14,7 @@ PACKAGES=(
 	nftables conntrack      # baselines and conntrack lessons
 	util-linux              # setpriv, for the no-privileges tests
 	procps kmod             # sysctl in the chapters; modprobe (load_balancer)
+	socat                   # the load_balancer demo's backends and client
 	ethtool                 # veth GRO on, for the XDP flood benchmark
 )
 

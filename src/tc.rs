@@ -43,6 +43,16 @@ pub enum TcDirection {
     Egress,
 }
 
+impl std::fmt::Display for TcDirection {
+    /// As tc spells it: `ingress`, `egress`.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            TcDirection::Ingress => "ingress",
+            TcDirection::Egress => "egress",
+        })
+    }
+}
+
 /// The filter handle and priority used for `tc` mode, so that `tc filter
 /// show` output can be matched to this project.
 pub const FILTER_HANDLE: u32 = 0xeb9f;
@@ -119,13 +129,12 @@ impl TcAttachment {
                 Ok(attached) => self.filters.push(attached),
                 Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => bail!(
                     "a TC filter with handle {FILTER_HANDLE:#x} priority {FILTER_PRIORITY} is \
-                     already on the {direction:?} hook (another run, or one left by a killed \
-                     run: remove it with `tc filter del dev IFACE {} handle {FILTER_HANDLE:#x} \
-                     prio {FILTER_PRIORITY} bpf`)",
-                    format!("{direction:?}").to_lowercase()
+                     already on the {direction} hook (another run, or one left by a killed \
+                     run: remove it with `tc filter del dev IFACE {direction} handle \
+                     {FILTER_HANDLE:#x} prio {FILTER_PRIORITY} bpf`)"
                 ),
                 Err(e) => {
-                    return Err(e).with_context(|| format!("attaching the {direction:?} filter"))
+                    return Err(e).with_context(|| format!("attaching the {direction} filter"))
                 }
             }
         }
@@ -146,7 +155,7 @@ impl TcAttachment {
                     } else {
                         ""
                     };
-                    anyhow::anyhow!("attaching the {direction:?} tcx link failed ({err}){hint}")
+                    anyhow::anyhow!("attaching the {direction} tcx link failed ({err}){hint}")
                 })?;
             self.links.push(link);
         }

@@ -41,8 +41,10 @@
 #define VLAN_MAX_DEPTH 2 /* 802.1Q, or 802.1ad + 802.1Q (QinQ) */
 #endif
 #ifndef IPV6_EXT_MAX_CHAIN
-#define IPV6_EXT_MAX_CHAIN 6 /* extension headers we are willing to walk */
+#define IPV6_EXT_MAX_CHAIN 5 /* extension headers we accept before L4 */
 #endif
+/* skip_ip6hdrext(): more extension headers than IPV6_EXT_MAX_CHAIN. */
+#define IPV6_EXT_CHAIN_TOO_LONG -2
 
 /* Where the next header starts. */
 struct hdr_cursor {
@@ -146,12 +148,13 @@ static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 }
 
 /*
- * Walks at most IPV6_EXT_MAX_CHAIN extension headers and returns the
- * upper-layer protocol. *later_fragment is set when a Fragment header says
+ * Walks a chain of at most IPV6_EXT_MAX_CHAIN extension headers and returns
+ * the upper-layer protocol. *later_fragment is set when a Fragment header says
  * this is not the first fragment; the walk stops there, because what follows
- * is payload, not a header. A longer chain returns -1: without a bound the
- * verifier would refuse the loop, and an attacker could hide the TCP header
- * behind padding we never reach.
+ * is payload, not a header. A header cut short returns -1; a longer chain
+ * returns IPV6_EXT_CHAIN_TOO_LONG: without a bound the verifier would refuse
+ * the loop, and an attacker can hide the TCP header behind more padding than
+ * we walk, so a caller with a port policy must not let such packets pass.
  */
 static __always_inline int skip_ip6hdrext(struct hdr_cursor *nh, void *data_end,
 					  __u8 next_hdr, bool *later_fragment)
@@ -160,8 +163,10 @@ static __always_inline int skip_ip6hdrext(struct hdr_cursor *nh, void *data_end,
 	struct frag_hdr *fh;
 	int i;
 
+	/* MAX + 1 rounds: the protocol after at most MAX headers is found in
+	 * one of them; a chain still going after the last round is too long. */
 #pragma unroll
-	for (i = 0; i < IPV6_EXT_MAX_CHAIN; i++) {
+	for (i = 0; i < IPV6_EXT_MAX_CHAIN + 1; i++) {
 		switch (next_hdr) {
 		case IPPROTO_HOPOPTS:
 		case IPPROTO_DSTOPTS:
@@ -197,7 +202,7 @@ static __always_inline int skip_ip6hdrext(struct hdr_cursor *nh, void *data_end,
 			return next_hdr;
 		}
 	}
-	return -1;
+	return IPV6_EXT_CHAIN_TOO_LONG;
 }
 
 /* TCP or UDP: both start with source and destination port. */

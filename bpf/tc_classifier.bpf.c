@@ -81,6 +81,13 @@ static __always_inline int classify(struct __sk_buff *skb, enum tc_dir dir)
 	cnt->packets++;
 	cnt->bytes += skb->len;
 
+	/* Its ports lie beyond the extension headers we walk: it could be
+	 * going to any port, so the port policy cannot let it pass. */
+	if (l4proto == IPV6_EXT_CHAIN_TOO_LONG) {
+		cnt->dropped++;
+		return TC_ACT_SHOT;
+	}
+
 	/* (6) Only a first fragment (or a whole packet) has ports to read. */
 	if ((l4proto != IPPROTO_TCP && l4proto != IPPROTO_UDP) ||
 	    later_fragment)

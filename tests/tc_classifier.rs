@@ -428,6 +428,37 @@ fn test_run_truncated_frames() {
     check_truncations(&skel, "ipv6 ext tcp", &frame, 54, &[(64, TCP)]);
 }
 
+/// The parser accepts five IPv6 extension headers. Behind a sixth the
+/// ports are out of its reach, so the port policy cannot tell where the
+/// packet goes: it is counted as "other" and dropped.
+#[test]
+fn test_run_ipv6_chain_longer_than_the_parser_walks_is_dropped() {
+    require_privileges!("test_run_ipv6_chain_longer_than_the_parser_walks_is_dropped");
+    let mut object = MaybeUninit::uninit();
+    let skel = load(&mut object);
+    let to = |dport| L4::Tcp { sport: 1000, dport };
+    let five = common::v6_chain(5, to(DROP_PORT));
+    check(
+        &skel,
+        INGRESS,
+        "five, to the dropped port",
+        &five,
+        TCP,
+        TC_ACT_SHOT,
+    );
+    let five = common::v6_chain(5, to(80));
+    check(
+        &skel,
+        INGRESS,
+        "five, to another port",
+        &five,
+        TCP,
+        TC_ACT_OK,
+    );
+    let six = common::v6_chain(6, to(80));
+    check(&skel, INGRESS, "six", &six, OTHER, TC_ACT_SHOT);
+}
+
 #[test]
 fn test_run_policy_follows_the_map() {
     require_privileges!("test_run_policy_follows_the_map");

@@ -167,3 +167,24 @@ pub fn triple_vlan(dport: u16) -> Vec<u8> {
     out.extend_from_slice(&inner[14..]);
     out
 }
+
+/// An untagged IPv6 frame to `l4` behind `n` Destination Options headers
+/// (8 bytes each, padding only): a chain as long as a test needs.
+pub fn v6_chain(n: usize, l4: L4) -> Vec<u8> {
+    let plain = simple(true, l4);
+    let (eth_ip, upper) = plain.split_at(14 + 40);
+    let mut out = eth_ip.to_vec();
+    let upper_proto = out[14 + 6]; // the IPv6 header's Next Header
+    if n > 0 {
+        out[14 + 6] = 60; // Destination Options
+    }
+    for i in 0..n {
+        let next = if i + 1 == n { upper_proto } else { 60 };
+        // Next Header, length 0 (8 bytes in all), a PadN option of 6.
+        out.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    out.extend_from_slice(upper);
+    let payload_len = (out.len() - 14 - 40) as u16;
+    out[14 + 4..14 + 6].copy_from_slice(&payload_len.to_be_bytes());
+    out
+}

@@ -61,17 +61,17 @@ build/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(VMLINUX)
 	@command -v $(BPF_CLANG) >/dev/null || { echo "$(BPF_CLANG) not found: run \`make setup\`"; exit 1; }
 	@test -f /usr/include/bpf/bpf_helpers.h || { echo "libbpf headers not found: run \`make setup\` (installs libbpf-dev)"; exit 1; }
 	@mkdir -p build
-	$(BPF_CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(KARCH) -Wall \
+	$(BPF_CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(KARCH) -Wall $(BPF_CFLAGS) \
 		-I headers/$(ARCH) -I bpf -c $< -o $@
 
 fmt:
 	$(CARGO) fmt
-	clang-format -i bpf/*.c bpf/*.h
+	clang-format -i bpf/*.c bpf/*.h tests/verifier/*.c
 
 lint: check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --check
-	clang-format --dry-run --Werror bpf/*.c bpf/*.h
+	clang-format --dry-run --Werror bpf/*.c bpf/*.h tests/verifier/*.c
 
 bench: check
 	$(CARGO) bench

@@ -75,9 +75,12 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
 	__u16 h_proto;
 	int i;
 
-	/* (P1) The 14-byte Ethernet header must fit before we read h_proto. */
+	/* (P1) The 14-byte Ethernet header must fit before we read h_proto.
+	 * (-DOMIT_P1 builds it without, to see the verifier refuse.) */
+#ifndef OMIT_P1
 	if ((void *)(eth + 1) > data_end)
 		return -1;
+#endif
 	nh->pos = eth + 1;
 	*ethhdr = eth;
 	h_proto = eth->h_proto;

@@ -1,0 +1,124 @@
+//! The verifier logs the chapters quote, reproduced: each is built here the
+//! way build.rs builds the lessons, with one change that the chapter names
+//! (a check removed with -D, or the shape of code it warns about), loaded,
+//! refused, and its log compared with the chapter's quote line by line. A
+//! quote that no longer matches (a moved line, a changed message) fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use libbpf_rs::{ObjectBuilder, PrintLevel};
+
+use learning_ebpf_rs::require_privileges;
+
+/// libbpf's messages, the verifier log among them. One test at a time
+/// owns it (libbpf's print callback is global).
+static LOG: Mutex<String> = Mutex::new(String::new());
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn collect(_level: PrintLevel, msg: String) {
+    LOG.lock().unwrap().push_str(&msg);
+}
+
+/// Compiles `src` with build.rs's compiler and flags, plus `extra`.
+fn compile(src: &str, extra: &[&str]) -> PathBuf {
+    let args = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/bpf-clang-args")).unwrap();
+    let mut args = args.lines();
+    let out = std::env::temp_dir().join(format!(
+        "lebpf-verifier-{}-{}.o",
+        std::process::id(),
+        Path::new(src).file_stem().unwrap().to_string_lossy()
+    ));
+    let status = Command::new(args.next().unwrap())
+        .args(args)
+        .args(extra)
+        .arg("-c")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(src))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "clang failed on {src}");
+    out
+}
+
+/// Loads `obj`, which must be refused; returns the verifier's log.
+fn refused_log(obj: &Path) -> String {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    LOG.lock().unwrap().clear();
+    libbpf_rs::set_print(Some((PrintLevel::Debug, collect)));
+    let result = ObjectBuilder::default()
+        .open_file(obj)
+        .and_then(|open| open.load());
+    libbpf_rs::set_print(None);
+    let _ = std::fs::remove_file(obj);
+    assert!(
+        result.is_err(),
+        "{} loaded; the chapter says it is refused",
+        obj.display()
+    );
+    let log = LOG.lock().unwrap().clone();
+    log
+}
+
+/// The first fenced block after the first line of `chapter` that contains
+/// `marker`.
+fn quote(chapter: &str, marker: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(chapter)).unwrap();
+    let after = &text[text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in {chapter}"))..];
+    after
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("```"))
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with("```"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Every quoted line stands in the log, in order. "..." in a quote stands
+/// for what the chapter left out, within a line or as a line of its own.
+fn assert_quoted(quote: &[String], log: &str) {
+    let mut lines = log.lines();
+    for q in quote.iter().filter(|q| q.as_str() != "...") {
+        let parts: Vec<&str> = q
+            .split("...")
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let found = lines.by_ref().any(|l| {
+            let mut rest = l;
+            parts.iter().all(|p| match rest.find(p) {
+                Some(i) => {
+                    rest = &rest[i + p.len()..];
+                    true
+                }
+                None => false,
+            })
+        });
+        assert!(
+            found,
+            "the chapter quotes {q:?}, which is not in the log (in order):\n{log}"
+        );
+    }
+}
+
+#[test]
+fn tc_classifier_without_the_ethernet_check() {
+    require_privileges!("tc_classifier_without_the_ethernet_check");
+    let log = refused_log(&compile("bpf/tc_classifier.bpf.c", &["-DOMIT_P1"]));
+    assert_quoted(&quote("docs/01-tc_classifier.md", "-DOMIT_P1"), &log);
+}
+
+#[test]
+fn xdp_firewall_split_branches() {
+    require_privileges!("xdp_firewall_split_branches");
+    let log = refused_log(&compile("tests/verifier/split_branches.bpf.c", &[]));
+    assert_quoted(
+        &quote("docs/02-xdp_firewall.md", "split_branches.bpf.c"),
+        &log,
+    );
+}

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use learning_ebpf_rs::bench::{cpu_idle_secs, flood, median, pin_process};
+use learning_ebpf_rs::bench::{cpu_idle_secs, flood, median, pin_process, softirqs};
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::testing::lb_topology::{
     backend_arg, backend_ip, connect_to, one_connection_to, Topology, BACKEND_PORT, VIP, VIP_PORT,
@@ -42,16 +42,19 @@ fn direct(n: usize) -> SocketAddr {
     SocketAddr::from((backend_ip(n % 3), BACKEND_PORT))
 }
 
-/// One measurement: operations done, wall seconds, and the seconds LB_CPU
-/// was busy meanwhile.
+/// One measurement: operations done, wall seconds, the seconds LB_CPU was
+/// busy meanwhile, and how often its NET_RX softirq ran (with steering:
+/// how often it was woken for packets).
 struct Sample {
     ops: f64,
     wall: f64,
     lb_cpu: f64,
+    net_rx: f64,
 }
 
 fn timed(ops: usize, f: impl FnOnce()) -> Sample {
     let idle0 = cpu_idle_secs(LB_CPU);
+    let rx0 = softirqs(LB_CPU, "NET_RX");
     let start = Instant::now();
     f();
     let wall = start.elapsed().as_secs_f64();
@@ -62,6 +65,7 @@ fn timed(ops: usize, f: impl FnOnce()) -> Sample {
         ops: ops as f64,
         wall,
         lb_cpu,
+        net_rx: (softirqs(LB_CPU, "NET_RX") - rx0) as f64,
     }
 }
 
@@ -295,13 +299,18 @@ fn print_table(title: &str, unit: &str, rows: &[(String, Vec<f64>)]) {
         "{:<40} {:>14} {:>17} {:>7} {:>13} {:>7}",
         unit, SETUPS[0].0, SETUPS[1].0, "ratio", SETUPS[2].0, "ratio"
     );
+    // Rates in whole numbers; small values (per operation) with decimals.
+    let num = |v: f64| match v.abs() < 100.0 {
+        true => format!("{v:.2}"),
+        false => format!("{v:.0}"),
+    };
     for (name, v) in rows {
         println!(
-            "{name:<40} {:>14.0} {:>17.0} {:>7.2} {:>13.0} {:>7.2}",
-            v[0],
-            v[1],
+            "{name:<40} {:>14} {:>17} {:>7.2} {:>13} {:>7.2}",
+            num(v[0]),
+            num(v[1]),
             v[1] / v[0],
-            v[2],
+            num(v[2]),
             v[2] / v[0]
         );
     }
@@ -353,6 +362,8 @@ fn main() {
 
     let per_cpu_s = |s: &Sample| s.ops / s.lb_cpu;
     let load = |s: &Sample| s.lb_cpu / s.wall * 100.0;
+    let wakeups = |s: &Sample| s.net_rx / s.ops;
+    let busy_us_per_wakeup = |s: &Sample| s.lb_cpu / s.net_rx * 1e6;
     print_table(
         &format!(
             "2. Per second of the balancer's CPU (its packets steered to CPU {LB_CPU}, the rest \
@@ -368,6 +379,29 @@ fn main() {
             (
                 format!("requests ({PERSISTENT} conns x {REQUESTS})"),
                 medians(&tcp[1], per_cpu_s),
+            ),
+        ],
+    );
+    // Why view 2 moves between runs: CPU LB_CPU is idle half the time, and
+    // every burst of steered packets wakes it. What a wake-up costs does
+    // not depend on the balancer, and how many there are per operation
+    // depends on how the bursts fall.
+    print_table(
+        &format!("2b. What CPU {LB_CPU}'s time in view 2 went to (medians)"),
+        "per operation, or per wake-up",
+        &[
+            (
+                "NET_RX runs per connection".into(),
+                medians(&tcp[0], wakeups),
+            ),
+            ("NET_RX runs per request".into(), medians(&tcp[1], wakeups)),
+            (
+                "busy us per NET_RX run, connections".into(),
+                medians(&tcp[0], busy_us_per_wakeup),
+            ),
+            (
+                "busy us per NET_RX run, requests".into(),
+                medians(&tcp[1], busy_us_per_wakeup),
             ),
         ],
     );

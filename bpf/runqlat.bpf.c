@@ -6,7 +6,6 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
 #include "histogram.h"
 
 #define TASK_RUNNING 0
@@ -30,17 +29,19 @@ DEFINE_HISTOGRAM(hist);
 static __always_inline bool wanted(struct task_struct *p)
 {
 	/* (4) tp_btf arguments are typed kernel pointers: p->tgid is a
-	 * direct, verifier-checked read. BPF_CORE_READ also relocates it. */
-	if (targ_tgid && BPF_CORE_READ(p, tgid) != (int)targ_tgid)
+	 * plain load, checked by the verifier against the kernel's BTF, with
+	 * no bpf_probe_read_kernel() (BPF_CORE_READ) around it. vmlinux.h
+	 * marks its types for CO-RE, so the offset is relocated at load. */
+	if (targ_tgid && p->tgid != (int)targ_tgid)
 		return false;
-	if (targ_tid && BPF_CORE_READ(p, pid) != (int)targ_tid)
+	if (targ_tid && p->pid != (int)targ_tid)
 		return false;
 	return true;
 }
 
 static __always_inline int enqueued(struct task_struct *p)
 {
-	__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 tid = p->pid;
 	__u64 ts;
 
 	if (!tid || !wanted(p)) /* tid 0: the idle task */
@@ -71,10 +72,10 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev,
 
 	/* (5) A thread switched out while still runnable (preempted) goes
 	 * straight back to waiting on the run queue. */
-	if (BPF_CORE_READ(prev, __state) == TASK_RUNNING)
+	if (prev->__state == TASK_RUNNING)
 		enqueued(prev);
 
-	tid = BPF_CORE_READ(next, pid);
+	tid = next->pid;
 	tsp = bpf_map_lookup_elem(&start, &tid);
 	if (!tsp)
 		return 0;

@@ -57,6 +57,18 @@ pub fn pin_process(cpus: &[usize]) {
     }
 }
 
+/// How many times softirq `name` (NET_RX, TIMER...) has run on CPU `cpu`
+/// since boot, from /proc/softirqs. For the packets that receive packet
+/// steering sends to an idle CPU, each NET_RX run is one wake-up of it.
+pub fn softirqs(cpu: usize, name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/softirqs").expect("/proc/softirqs");
+    text.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{name}:")))
+        .and_then(|l| l.split_whitespace().nth(cpu + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Seconds CPU `cpu` has spent idle (idle + iowait) since boot. Unlike the
 /// busy fields of /proc/stat, which a tick samples (and a tickless idle CPU
 /// that wakes for a moment of softirq work is never sampled), the kernel

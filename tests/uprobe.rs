@@ -17,8 +17,19 @@ const CALLS: u64 = 3;
 /// Starts the target (it waits), traces `function` in `binary` for the
 /// target's pid only, lets the target make its calls, and returns the events.
 fn trace_target(binary: &str, function: &str, extra: &[&str]) -> (u32, Vec<Value>) {
+    trace_target_with(&[], binary, function, extra)
+}
+
+/// [`trace_target`], with `target_args` for the target.
+fn trace_target_with(
+    target_args: &[&str],
+    binary: &str,
+    function: &str,
+    extra: &[&str],
+) -> (u32, Vec<Value>) {
     let mut cmd = Command::new(TARGET);
-    cmd.args(["--wait", "--calls", &CALLS.to_string()]);
+    cmd.args(["--wait", "--calls", &CALLS.to_string()])
+        .args(target_args);
     let mut target = Running::spawn_with_stdin(cmd).unwrap();
     let pid = target.pid();
     target
@@ -92,6 +103,22 @@ fn libc_function_with_a_string_argument() {
     let values: Vec<u64> = returns.iter().map(|e| e["ret"].as_u64().unwrap()).collect();
     assert_eq!(strings, ["1000", "1001", "1002"]);
     assert_eq!(values, [1000, 1001, 1002]);
+}
+
+/// glibc's atoi returns `(int) strtol(...)`: the return register holds the
+/// 64-bit long, and the caller uses its low 32 bits. `--ret int` shows what
+/// the caller gets; the default shows the whole register.
+#[test]
+fn return_value_as_the_c_type_holds_it() {
+    require_privileges!("return_value_as_the_c_type_holds_it");
+    let atoi = ["--atoi", "99999999999"];
+    let returns = |extra: &[&str]| -> Vec<i64> {
+        let (_, events) = trace_target_with(&atoi, "libc.so.6", "atoi", extra);
+        let (_, returns) = split(&events);
+        returns.iter().map(|e| e["ret"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(returns(&["--ret", "int"]), [1215752191; CALLS as usize]);
+    assert_eq!(returns(&[]), [99999999999; CALLS as usize]);
 }
 
 #[test]

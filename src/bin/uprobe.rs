@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{RingBufferBuilder, UprobeOpts};
 use serde::Serialize;
@@ -22,8 +22,8 @@ use learning_ebpf_rs::{cli, maps, signals};
 const EXAMPLES: &str = "\
 EXAMPLES:
     uprobe -b target/debug/uprobe_target -f lebpf_add      # the project's target
-    uprobe -b libc.so.6 -f atoi --string-arg 0 -p 1234     # libc's atoi in one process
-    uprobe -b /usr/bin/bash -f readline --no-return -d 30  # bash's readline calls";
+    uprobe -b libc.so.6 -f atoi --string-arg 0 --ret int  # libc's atoi, which returns an int
+    uprobe -b libc.so.6 -f getenv --string-arg 0 -p 1234   # one process's getenv calls";
 
 /// Trace a user-space function's arguments and return value.
 #[derive(Parser)]
@@ -44,6 +44,10 @@ struct Args {
     /// Do not attach the uretprobe (no return values)
     #[arg(long)]
     no_return: bool,
+    /// The function's return type: long (the whole 64-bit register) or int
+    /// (its low 32 bits, all that a C int return value holds)
+    #[arg(long, value_enum, value_name = "TYPE", default_value_t = RetType::Long)]
+    ret: RetType,
     /// Stop after this many seconds
     #[arg(short, long, value_name = "SECS")]
     duration: Option<u64>,
@@ -53,6 +57,31 @@ struct Args {
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
+}
+
+/// How to read the return value register.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RetType {
+    Long,
+    Int,
+}
+
+impl RetType {
+    /// The value a caller of a function with this return type sees.
+    fn value(self, register: u64) -> i64 {
+        match self {
+            RetType::Long => register as i64,
+            RetType::Int => i64::from(register as u32 as i32),
+        }
+    }
+
+    /// The bits of the register that make that value.
+    fn bits(self, register: u64) -> u64 {
+        match self {
+            RetType::Long => register,
+            RetType::Int => u64::from(register as u32),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -69,11 +98,12 @@ struct EventOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     string: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    ret: Option<u64>,
+    ret: Option<i64>,
 }
 
 struct Printer<'a> {
     json: bool,
+    ret_type: RetType,
     function: &'a str,
     clock: EventClock,
     events: u64,
@@ -95,7 +125,7 @@ impl Printer<'_> {
             function: self.function,
             args: entry.then_some(e.args),
             string,
-            ret: (!entry).then_some(e.ret),
+            ret: (!entry).then(|| self.ret_type.value(e.ret)),
         };
         if self.json {
             println!("{}", serde_json::to_string(&out)?);
@@ -113,7 +143,8 @@ impl Printer<'_> {
                 .collect();
             format!("{}({})", self.function, args.join(", "))
         } else {
-            format!("{} returned {} ({:#x})", self.function, e.ret as i64, e.ret)
+            let (value, bits) = (self.ret_type.value(e.ret), self.ret_type.bits(e.ret));
+            format!("{} returned {value} ({bits:#x})", self.function)
         };
         println!(
             "{:<12} {:<7} {:<7} {:<16} {call}",
@@ -187,6 +218,7 @@ fn run(args: Args) -> Result<()> {
 
     let printer = RefCell::new(Printer {
         json: args.json,
+        ret_type: args.ret,
         function: &args.function,
         clock: EventClock::new(),
         events: 0,

@@ -19,7 +19,9 @@ pub fn test_run_ns(prog: &libbpf_rs::ProgramMut, frame: &[u8], repeat: u32) -> f
 }
 
 /// Busy and total jiffies (USER_HZ ticks) from /proc/stat, of all CPUs
-/// (`cpu: None`) or of one. Busy is everything but idle and iowait.
+/// (`cpu: None`) or of one. Busy is everything but idle, iowait and steal
+/// (time a hypervisor gave to someone else while this CPU wanted to run:
+/// not work of ours).
 pub fn cpu_jiffies(cpu: Option<usize>) -> (u64, u64) {
     let name = cpu.map_or("cpu".to_string(), |c| format!("cpu{c}"));
     let stat = std::fs::read_to_string("/proc/stat").expect("reading /proc/stat");
@@ -31,7 +33,7 @@ pub fn cpu_jiffies(cpu: Option<usize>) -> (u64, u64) {
         .map(|f| f.parse().expect("a number in /proc/stat"))
         .collect();
     let total: u64 = fields.iter().take(8).sum();
-    let idle = fields[3] + fields[4];
+    let idle = fields[3] + fields[4] + fields[7];
     (total - idle, total)
 }
 
@@ -69,7 +71,7 @@ pub fn softirqs(cpu: usize, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Seconds CPU `cpu` has spent idle (idle + iowait) since boot. Unlike the
+/// Seconds CPU `cpu` has spent idle (idle + iowait, and steal) since boot. Unlike the
 /// busy fields of /proc/stat, which a tick samples (and a tickless idle CPU
 /// that wakes for a moment of softirq work is never sampled), the kernel
 /// measures idle time exactly: busy time is wall time minus this.

@@ -1,0 +1,28 @@
+#!/bin/sh
+# /init of the VM that scripts/vm/run.sh boots: load the 9p modules, mount
+# the host's root read-only with a writable /tmp, the BPF-related
+# filesystems, then run the job in a chroot and report its status.
+export PATH=/bin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+while read -r m; do insmod "/mods/$m"; done </modules
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 hostroot /host
+job=$(sed -n 's/.*lebpf_job=\([^ ]*\).*/\1/p' /proc/cmdline)
+cp "/host$job" /job.sh
+mount -t tmpfs tmpfs /host/tmp
+mount -t tmpfs tmpfs /host/run
+mkdir -p /host/run/netns
+mount -t proc proc /host/proc
+mount -t sysfs sysfs /host/sys
+mount -t devtmpfs devtmpfs /host/dev
+mount -t bpf bpf /host/sys/fs/bpf
+mount -t tracefs tracefs /host/sys/kernel/tracing
+mount -t securityfs securityfs /host/sys/kernel/security
+mount -t cgroup2 cgroup2 /host/sys/fs/cgroup
+cp /job.sh /host/tmp/lebpf-job.sh
+echo "LEBPF-VM-START"
+chroot /host /bin/bash /tmp/lebpf-job.sh 2>&1
+echo "LEBPF-VM-EXIT=$?"
+poweroff -f

@@ -396,7 +396,9 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 	/* The reply tuple's source is where the flow goes. */
 	be_addr = ct->tuplehash[IP_CT_DIR_REPLY].tuple.src.u3.ip;
 	be_port = ct->tuplehash[IP_CT_DIR_REPLY].tuple.src.u.all;
-	refresh(ct, rw);
+	/* A new entry got its timeout at alloc: no second kfunc call. */
+	if (!created || rw->closing)
+		refresh(ct, rw);
 	mark = ct->mark;
 	bpf_ct_release(ct);
 	count_packet(mark, skb->len, created, cnt);

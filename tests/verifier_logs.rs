@@ -110,7 +110,10 @@ fn assert_quoted(quote: &[String], log: &str) {
 fn tc_classifier_without_the_ethernet_check() {
     require_privileges!("tc_classifier_without_the_ethernet_check");
     let log = refused_log(&compile("bpf/tc_classifier.bpf.c", &["-DOMIT_P1"]));
-    assert_quoted(&quote("docs/01-tc_classifier.md", "log ends like this"), &log);
+    assert_quoted(
+        &quote("docs/01-tc_classifier.md", "log ends like this"),
+        &log,
+    );
 }
 
 #[test]

@@ -25,7 +25,9 @@ use learning_ebpf_rs::testing::lb_topology::{
     backend_arg, backend_ip, connect, one_connection, udp_flow, Conn, Topology, BACKEND_PORT, VIP,
     VIP_PORT,
 };
-use learning_ebpf_rs::testing::{run_cmd, BpfFs, HostPinDir, Running};
+use learning_ebpf_rs::testing::{
+    assert_one_line_error, run_cmd, BpfFs, HostPinDir, Running, HIDDEN_BY_IP_NETNS_EXEC,
+};
 use learning_ebpf_rs::{cli, maps, require_privileges};
 
 const BIN: &str = env!("CARGO_BIN_EXE_load_balancer");
@@ -337,14 +339,7 @@ fn runs_in_a_namespace_and_is_managed_from_another_shell() {
         .args(["-i", "c0", "--vip", &vip, "--backend", &backend_arg(0)])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("`ip netns exec` mounts a private /sys")
-            && stderr.contains("nsenter --net"),
-        "{stderr}"
-    );
+    assert_one_line_error(&out, &HIDDEN_BY_IP_NETNS_EXEC);
 
     let mut cmd = topo.lb.nsenter(BIN);
     cmd.args(["-i", "c0", "--vip", &vip, "--pin"])

@@ -25,7 +25,8 @@ use learning_ebpf_rs::maps;
 use learning_ebpf_rs::require_privileges;
 use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkel, XdpFirewallSkelBuilder};
 use learning_ebpf_rs::testing::{
-    add_addr, wait_until, BpfFs, HostPinDir, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B, IP6_A,
+    add_addr, assert_one_line_error, wait_until, BpfFs, HostPinDir, Running, TwoHosts, DEV_A,
+    DEV_B, HIDDEN_BY_IP_NETNS_EXEC, IP4_A, IP4_B, IP6_A,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_xdp_firewall");
@@ -815,14 +816,7 @@ fn runs_in_a_namespace_and_is_managed_from_another_shell() {
     let pin = HostPinDir::new("fw").unwrap();
 
     let out = hosts.a.command(BIN).args(["-i", DEV_A]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("`ip netns exec` mounts a private /sys")
-            && stderr.contains("nsenter --net"),
-        "{stderr}"
-    );
+    assert_one_line_error(&out, &HIDDEN_BY_IP_NETNS_EXEC);
 
     let mut cmd = hosts.a.nsenter(BIN);
     cmd.args(["-i", DEV_A, "--pin"]).arg(pin.path());

@@ -1,4 +1,4 @@
-//! Helpers for the tests (and `make demo`): privilege gating, network
+//! Helpers for the tests and benchmarks: privilege gating, network
 //! namespaces joined by veth pairs, and child processes, each a guard that
 //! removes what it made when dropped, also when a test panics.
 //!
@@ -68,6 +68,21 @@ pub fn run_cmd(cmd: &mut Command) -> Result<Output> {
     }
     Ok(out)
 }
+
+/// Asserts that a command failed with one line on stderr holding every
+/// one of `needles`: the shape of every error a lesson prints.
+pub fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it succeeded: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "no {needle:?} in: {stderr}");
+    }
+}
+
+/// What a pinned lesson says when `ip netns exec` hides /sys/fs/bpf.
+pub const HIDDEN_BY_IP_NETNS_EXEC: [&str; 2] =
+    ["`ip netns exec` mounts a private /sys", "nsenter --net"];
 
 static NEXT_NS: AtomicU32 = AtomicU32::new(0);
 

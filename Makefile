@@ -2,7 +2,10 @@
 # `make help` lists the targets.
 
 ARCH ?= $(shell uname -m)
-KARCH := $(patsubst x86_64,x86,$(patsubst aarch64,arm64,$(patsubst riscv64,riscv,$(ARCH))))
+# Compiler flags and the kernel's architecture names: scripts/bpf-cflags,
+# which build.rs reads too.
+BPF_FLAGS := $(shell grep -v -e '^\#' -e '^arch:' -e '^$$' scripts/bpf-cflags)
+KARCH := $(or $(shell sed -n 's/^arch:$(ARCH)=//p' scripts/bpf-cflags),$(ARCH))
 BPF_CLANG ?= clang
 CARGO ?= cargo
 VMLINUX := headers/$(ARCH)/vmlinux.h
@@ -57,11 +60,11 @@ $(addprefix demo-,$(DEMOS)): demo-%: check
 # Debian's libbpf-dev. Load the result with `tc ... bpf obj F sec tc` or bpftool.
 raw: $(RAW_OBJS)
 
-build/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(VMLINUX)
+build/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(VMLINUX) scripts/bpf-cflags
 	@command -v $(BPF_CLANG) >/dev/null || { echo "$(BPF_CLANG) not found: run \`make setup\`"; exit 1; }
 	@test -f /usr/include/bpf/bpf_helpers.h || { echo "libbpf headers not found: run \`make setup\` (installs libbpf-dev)"; exit 1; }
 	@mkdir -p build
-	$(BPF_CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(KARCH) -Wall $(BPF_CFLAGS) \
+	$(BPF_CLANG) $(BPF_FLAGS) -D__TARGET_ARCH_$(KARCH) $(BPF_CFLAGS) \
 		-I headers/$(ARCH) -I bpf -c $< -o $@
 
 fmt:

@@ -1,5 +1,6 @@
 //! Compiles every `bpf/*.bpf.c` into a BPF object and a Rust skeleton under
-//! `OUT_DIR`, and writes `OUT_DIR/skeletons.rs`, which `src/skel.rs` includes.
+//! `OUT_DIR`, and writes `OUT_DIR/skeletons.rs`, which `src/lib.rs` includes
+//! as the `skel` module.
 //!
 //! clang is run here rather than through libbpf-cargo's builder for two
 //! reasons: its `-MD` depfile tells which headers each object read, so that
@@ -26,17 +27,25 @@ fn fail(msg: &str) -> ! {
     exit(1);
 }
 
-/// The name the kernel's headers (and bpf_tracing.h) use for an architecture.
-fn kernel_arch(arch: &str) -> &str {
-    match arch {
-        "x86_64" => "x86",
-        "aarch64" => "arm64",
-        "riscv64" => "riscv",
-        "s390x" => "s390",
-        "powerpc64" => "powerpc",
-        "loongarch64" => "loongarch",
-        other => other,
+/// scripts/bpf-cflags: the compiler flags (shared with `make raw`), and the
+/// name the kernel's headers (and bpf_tracing.h) use for `arch`.
+fn bpf_cflags(manifest: &Path, arch: &str) -> (Vec<OsString>, String) {
+    let path = manifest.join("scripts").join("bpf-cflags");
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
+    let mut flags = Vec::new();
+    let mut kernel_arch = arch.to_string();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.strip_prefix("arch:").and_then(|m| m.split_once('=')) {
+            Some((uname, name)) if uname == arch => kernel_arch = name.to_string(),
+            Some(_) => {}
+            None => flags.push(OsString::from(line)),
+        }
     }
+    (flags, kernel_arch)
 }
 
 /// Runs `tool --version`; false when it cannot be started or fails.
@@ -109,6 +118,82 @@ fn shared_structs(header: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The fields of `pub struct NAME { ... }` in a generated skeleton, as
+/// (field, Rust type), or None when the skeleton has no such struct.
+fn struct_fields(skel: &str, name: &str) -> Option<Vec<(String, String)>> {
+    let start = skel.find(&format!("pub struct {name} {{"))?;
+    let rest = &skel[start..];
+    let body = &rest[rest.find('{')? + 1..rest.find('}')?];
+    Some(
+        body.lines()
+            .filter_map(|line| {
+                let line = line.trim().strip_prefix("pub ")?.strip_suffix(',')?;
+                let (field, ty) = line.split_once(": ")?;
+                Some((field.trim_start_matches("r#").to_string(), ty.to_string()))
+            })
+            .collect(),
+    )
+}
+
+/// Size and alignment of an integer type, or an array (of arrays) of one,
+/// as libbpf-cargo writes it; None for anything else.
+fn integer_layout(ty: &str) -> Option<(usize, usize)> {
+    if let Some(inner) = ty.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        let (elem, n) = inner.rsplit_once("; ")?;
+        let (size, align) = integer_layout(elem)?;
+        return Some((size * n.parse::<usize>().ok()?, align));
+    }
+    match ty {
+        "u8" | "i8" => Some((1, 1)),
+        "u16" | "i16" => Some((2, 2)),
+        "u32" | "i32" => Some((4, 4)),
+        "u64" | "i64" => Some((8, 8)),
+        _ => None,
+    }
+}
+
+/// `plain::Plain` lets Rust read a struct from any bytes, which is sound only
+/// when every bit pattern is a valid value and nothing is uninitialised:
+/// integers and arrays of integers, with no padding. Checks the Rust type
+/// libbpf-cargo generated for each shared struct; stops the build, naming
+/// the struct and field, if one breaks the rule.
+fn check_plain(stem: &str, skel: &Path, structs: &[String]) {
+    let text = fs::read_to_string(skel).unwrap_or_default();
+    for name in structs {
+        let Some(fields) = struct_fields(&text, name) else {
+            continue;
+        };
+        let padding = |at: usize| -> ! {
+            fail(&format!(
+                "bpf/{stem}.h: struct {name} has padding at byte {at}: shared structs have none \
+                 (reorder the fields, or add the padding as a field of its own)"
+            ))
+        };
+        // Lay the fields out as C (and #[repr(C)]) does, looking for gaps.
+        let (mut offset, mut max_align) = (0, 1);
+        for (field, ty) in fields {
+            if let Some(at) = field.strip_prefix("__pad_") {
+                padding(at.parse().unwrap_or(offset));
+            }
+            let Some((size, align)) = integer_layout(&ty) else {
+                fail(&format!(
+                    "bpf/{stem}.h: struct {name} field `{field}` is `{ty}` in Rust: shared structs \
+                     hold integers and arrays of integers only (plain::Plain reads them from raw \
+                     bytes)"
+                ));
+            };
+            if offset % align != 0 {
+                padding(offset);
+            }
+            offset += size;
+            max_align = max_align.max(align);
+        }
+        if offset % max_align != 0 {
+            padding(offset);
+        }
+    }
+}
+
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
@@ -117,6 +202,7 @@ fn main() {
 
     println!("cargo:rerun-if-changed=bpf");
     println!("cargo:rerun-if-changed=headers");
+    println!("cargo:rerun-if-changed=scripts/bpf-cflags");
     println!("cargo:rerun-if-env-changed=BPF_CLANG");
     println!("cargo:rerun-if-env-changed=BPF_CFLAGS");
 
@@ -156,23 +242,8 @@ fn main() {
         .collect();
     sources.sort();
 
-    let mut cflags: Vec<OsString> = [
-        "-g",
-        "-O2",
-        "-target",
-        "bpf",
-        // v3: 32-bit jumps and atomics whose return value is used.
-        "-mcpu=v3",
-        "-Wall",
-        "-Wextra",
-        "-Wno-unused-parameter",
-        "-Wno-missing-field-initializers",
-        "-fno-stack-protector",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    cflags.push(format!("-D__TARGET_ARCH_{}", kernel_arch(&arch)).into());
+    let (mut cflags, kernel_arch) = bpf_cflags(&manifest, &arch);
+    cflags.push(format!("-D__TARGET_ARCH_{kernel_arch}").into());
     for dir in [&vmlinux_dir, &bpf_dir, &include_dir] {
         cflags.push("-I".into());
         cflags.push(dir.into());
@@ -229,10 +300,9 @@ fn main() {
             }
             write_if_changed(&cmdfile, cmdline.as_bytes());
         }
-        modules.insert(
-            stem.clone(),
-            (skel, shared_structs(&bpf_dir.join(format!("{stem}.h")))),
-        );
+        let structs = shared_structs(&bpf_dir.join(format!("{stem}.h")));
+        check_plain(&stem, &skel, &structs);
+        modules.insert(stem.clone(), (skel, structs));
     }
 
     // The compiler and its arguments, one per line, for tests that build a

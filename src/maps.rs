@@ -22,6 +22,23 @@ pub fn percpu<T: Plain + Default>(map: &impl MapCore, key: &[u8]) -> Result<Vec<
     values.iter().map(|v| from_bytes(v)).collect()
 }
 
+/// A shared struct of integers whose per-CPU copies add up field by field
+/// (counters). build.rs implements it for every struct in a lesson's header
+/// whose fields are all `__u64`.
+pub trait Counters: Plain + Default {
+    /// Adds `other`'s fields to this one's.
+    fn add(&mut self, other: &Self);
+}
+
+/// The value at `key` in a per-CPU map, summed over the CPUs field by field.
+pub fn percpu_sum<T: Counters>(map: &impl MapCore, key: &[u8]) -> Result<T> {
+    let mut total = T::default();
+    for value in percpu::<T>(map, key)? {
+        total.add(&value);
+    }
+    Ok(total)
+}
+
 /// The bytes of `value`, for a map update. Meant for the types of a lesson's
 /// shared header, which by the project's rule hold integers only and leave
 /// no padding between fields.

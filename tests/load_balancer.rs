@@ -734,9 +734,9 @@ fn test_run_translates_both_ways() {
             b"",
         );
         assert_eq!(run_on(prog, c0, &stray).0, TC_ACT_SHOT, "a stray segment");
-        let counters: Vec<types::lb_counters> =
-            maps::percpu(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
-        assert_eq!(counters.iter().map(|c| c.stray).sum::<u64>(), 1);
+        let counters: types::lb_counters =
+            maps::percpu_sum(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
+        assert_eq!(counters.stray, 1);
 
         // A new backend takes slot 0 (the next generation) while a flow of
         // the old one is open: the flow goes on to the old backend, and its
@@ -766,9 +766,9 @@ fn test_run_translates_both_ways() {
             backend,
             "the flow stays on its backend"
         );
-        let counters: Vec<types::lb_counters> =
-            maps::percpu(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
-        assert_eq!(counters.iter().map(|c| c.retired_packets).sum::<u64>(), 1);
+        let counters: types::lb_counters =
+            maps::percpu_sum(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
+        assert_eq!(counters.retired_packets, 1);
         let stats: Vec<types::lb_stats> =
             maps::percpu(&skel.maps.stats, &0u32.to_ne_bytes()).unwrap();
         assert!(
@@ -794,9 +794,9 @@ fn test_run_translates_both_ways() {
             b"",
         );
         assert_eq!(run_on(prog, c0, &syn).0, TC_ACT_SHOT, "no backend");
-        let counters: Vec<types::lb_counters> =
-            maps::percpu(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
-        assert_eq!(counters.iter().map(|c| c.no_backend).sum::<u64>(), 1);
+        let counters: types::lb_counters =
+            maps::percpu_sum(&skel.maps.counters, &0u32.to_ne_bytes()).unwrap();
+        assert_eq!(counters.no_backend, 1);
     });
 
     // The flows are the kernel's own conntrack entries, NAT included.

@@ -56,17 +56,7 @@ fn load(object: &mut MaybeUninit<libbpf_rs::OpenObject>) -> TcClassifierSkel<'_>
 /// Every slot of the counters map, summed over CPUs.
 fn counters(skel: &TcClassifierSkel) -> Vec<types::tc_counter> {
     (0..2 * PROTO_MAX)
-        .map(|key| {
-            let per_cpu: Vec<types::tc_counter> =
-                maps::percpu(&skel.maps.counters, &key.to_ne_bytes()).unwrap();
-            per_cpu
-                .iter()
-                .fold(types::tc_counter::default(), |s, c| types::tc_counter {
-                    packets: s.packets + c.packets,
-                    bytes: s.bytes + c.bytes,
-                    dropped: s.dropped + c.dropped,
-                })
-        })
+        .map(|key| maps::percpu_sum(&skel.maps.counters, &key.to_ne_bytes()).unwrap())
         .collect()
 }
 
@@ -795,8 +785,9 @@ fn raw_object_loaded_by_iproute2_counts_traffic() {
         .find(|m| m.name().to_str() == Some("counters"))
         .expect("counters map");
     let key = INGRESS * PROTO_MAX + ICMP;
-    let per_cpu: Vec<types::tc_counter> = maps::percpu(&map, &key.to_ne_bytes()).unwrap();
-    let packets: u64 = per_cpu.iter().map(|c| c.packets).sum();
+    let packets = maps::percpu_sum::<types::tc_counter>(&map, &key.to_ne_bytes())
+        .unwrap()
+        .packets;
     assert!(
         packets >= 4,
         "ingress icmp counted by the raw object: {packets}"

@@ -66,11 +66,9 @@ fn add_rules(skel: &XdpFirewallSkel, allow: &[Cidr], block: &[Cidr]) {
 fn counters(skel: &XdpFirewallSkel) -> [(u64, u64); 5] {
     let mut out = [(0, 0); 5];
     for (i, slot) in out.iter_mut().enumerate() {
-        let per_cpu: Vec<types::fw_counter> =
-            maps::percpu(&skel.maps.counters, &(i as u32).to_ne_bytes()).unwrap();
-        *slot = per_cpu
-            .iter()
-            .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+        let c: types::fw_counter =
+            maps::percpu_sum(&skel.maps.counters, &(i as u32).to_ne_bytes()).unwrap();
+        *slot = (c.packets, c.bytes);
     }
     out
 }

@@ -381,17 +381,16 @@ fn report(
             bytes,
         });
     }
-    let per_cpu: Vec<types::lb_counters> = maps::percpu(counters, &0u32.to_ne_bytes())?;
-    let sum = |f: fn(&types::lb_counters) -> u64| per_cpu.iter().map(f).sum();
+    let c: types::lb_counters = maps::percpu_sum(counters, &0u32.to_ne_bytes())?;
     Ok(Report {
         backends: rows,
-        new_flows: sum(|c| c.new_flows),
-        dropped_no_backend: sum(|c| c.no_backend),
-        dropped_stray: sum(|c| c.stray),
-        dropped_unroutable: sum(|c| c.unroutable),
-        conntrack_errors: sum(|c| c.ct_errors),
-        retired_packets: sum(|c| c.retired_packets),
-        retired_bytes: sum(|c| c.retired_bytes),
+        new_flows: c.new_flows,
+        dropped_no_backend: c.no_backend,
+        dropped_stray: c.stray,
+        dropped_unroutable: c.unroutable,
+        conntrack_errors: c.ct_errors,
+        retired_packets: c.retired_packets,
+        retired_bytes: c.retired_bytes,
     })
 }
 

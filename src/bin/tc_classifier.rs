@@ -83,14 +83,7 @@ fn read_totals(map: &impl MapCore) -> Result<Vec<types::tc_counter>> {
     for (dir, _) in DIRS {
         for (proto, _) in PROTOS {
             let key = dir.0 * types::tc_proto::TC_PROTO_MAX.0 + proto.0;
-            let per_cpu: Vec<types::tc_counter> = maps::percpu(map, &key.to_ne_bytes())?;
-            totals.push(per_cpu.iter().fold(types::tc_counter::default(), |sum, c| {
-                types::tc_counter {
-                    packets: sum.packets + c.packets,
-                    bytes: sum.bytes + c.bytes,
-                    dropped: sum.dropped + c.dropped,
-                }
-            }));
+            totals.push(maps::percpu_sum(map, &key.to_ne_bytes())?);
         }
     }
     Ok(totals)

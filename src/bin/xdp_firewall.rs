@@ -193,15 +193,7 @@ fn insert(map: &impl MapCore, cidr: &Cidr) -> Result<bool> {
 fn read_counters(map: &impl MapCore) -> Result<Vec<types::fw_counter>> {
     REASONS
         .iter()
-        .map(|(reason, _)| {
-            let per_cpu: Vec<types::fw_counter> = maps::percpu(map, &reason.0.to_ne_bytes())?;
-            Ok(per_cpu
-                .iter()
-                .fold(types::fw_counter::default(), |s, c| types::fw_counter {
-                    packets: s.packets + c.packets,
-                    bytes: s.bytes + c.bytes,
-                }))
-        })
+        .map(|(reason, _)| maps::percpu_sum(map, &reason.0.to_ne_bytes()))
         .collect()
 }
 

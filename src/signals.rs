@@ -47,12 +47,29 @@ impl Stop {
         &self,
         interval: Duration,
         count: Option<u64>,
+        report: impl FnMut(f64) -> Result<()>,
+    ) -> Result<()> {
+        self.every_doing(interval, count, (Duration::MAX, || Ok(())), report)
+    }
+
+    /// [`Stop::every`], and meanwhile `chore` every `step` (a tool that
+    /// also has work to do between reports). `step` is at most `interval`.
+    pub fn every_doing(
+        &self,
+        interval: Duration,
+        count: Option<u64>,
+        (step, mut chore): (Duration, impl FnMut() -> Result<()>),
         mut report: impl FnMut(f64) -> Result<()>,
     ) -> Result<()> {
         let mut since = Instant::now();
         let mut done = 0;
         loop {
-            let stopped = !self.sleep(interval);
+            let mut stopped = false;
+            while !stopped && since.elapsed() < interval {
+                let left = interval.saturating_sub(since.elapsed());
+                stopped = !self.sleep(left.min(step));
+                chore()?;
+            }
             report(since.elapsed().as_secs_f64())?;
             since = Instant::now();
             done += 1;

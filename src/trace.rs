@@ -1,9 +1,68 @@
 //! Helpers for the tracing lessons: strings and timestamps from BPF events,
-//! and the tracefs check that tracepoint programs need.
+//! the loop that reads a ring or perf buffer until Ctrl-C, and the tracefs
+//! check that tracepoint programs need.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+
+use crate::signals::Stop;
+
+/// Where the events arrive: a ring buffer or a perf buffer, built with its
+/// callback, behind one interface.
+pub enum Events<'a> {
+    Ring(libbpf_rs::RingBuffer<'a>),
+    Perf(libbpf_rs::PerfBuffer<'a>),
+}
+
+impl Events<'_> {
+    /// Waits up to `timeout` for events and hands them to the callback.
+    /// Ctrl-C interrupts the wait: not an error.
+    pub fn poll(&self, timeout: Duration) -> Result<()> {
+        interrupted_is_ok(match self {
+            Events::Ring(ring) => ring.poll(timeout),
+            Events::Perf(perf) => perf.poll(timeout),
+        })
+    }
+
+    /// Hands whatever is still buffered to the callback.
+    pub fn consume(&self) -> Result<()> {
+        interrupted_is_ok(match self {
+            Events::Ring(ring) => ring.consume(),
+            Events::Perf(perf) => perf.consume(),
+        })
+    }
+
+    /// Polls (every 100 ms, so that Ctrl-C and the duration are noticed)
+    /// until a stop is requested or `duration` seconds have passed, then
+    /// drains what is left. `after_poll` runs after every poll and after
+    /// the drain: the place to check loss counters.
+    pub fn until_stopped(
+        &self,
+        stop: &Stop,
+        duration: Option<u64>,
+        mut after_poll: impl FnMut(),
+    ) -> Result<()> {
+        let deadline = duration.map(|d| Instant::now() + Duration::from_secs(d));
+        while !stop.requested() && deadline.is_none_or(|d| Instant::now() < d) {
+            self.poll(Duration::from_millis(100))?;
+            after_poll();
+        }
+        self.consume()?;
+        after_poll();
+        Ok(())
+    }
+}
+
+fn interrupted_is_ok(result: libbpf_rs::Result<()>) -> Result<()> {
+    match result {
+        Err(e) if e.kind() != libbpf_rs::ErrorKind::Interrupted => {
+            Err(e).context("polling for events")
+        }
+        _ => Ok(()),
+    }
+}
 
 /// A NUL-terminated C string from a fixed-size BPF buffer.
 pub fn cstr(bytes: &[i8]) -> String {

@@ -7,7 +7,6 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -17,7 +16,7 @@ use serde::Serialize;
 
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::execsnoop::{types, ExecsnoopSkelBuilder};
-use learning_ebpf_rs::trace::{cstr, require_tracefs, EventClock};
+use learning_ebpf_rs::trace::{cstr, require_tracefs, EventClock, Events};
 use learning_ebpf_rs::{cli, maps, signals};
 
 const EXAMPLES: &str = "\
@@ -147,42 +146,6 @@ impl Printer {
     }
 }
 
-/// The two transports behind one interface.
-enum Consumer<'a> {
-    Ring(libbpf_rs::RingBuffer<'a>),
-    Perf(libbpf_rs::PerfBuffer<'a>),
-}
-
-impl Consumer<'_> {
-    /// Waits up to `timeout` for events and handles them. Ctrl-C interrupts
-    /// the wait: not an error.
-    fn poll(&self, timeout: Duration) -> Result<()> {
-        let result = match self {
-            Consumer::Ring(ring) => ring.poll(timeout),
-            Consumer::Perf(perf) => perf.poll(timeout),
-        };
-        interrupted_is_ok(result)
-    }
-
-    /// Handles whatever is still buffered.
-    fn consume(&self) -> Result<()> {
-        let result = match self {
-            Consumer::Ring(ring) => ring.consume(),
-            Consumer::Perf(perf) => perf.consume(),
-        };
-        interrupted_is_ok(result)
-    }
-}
-
-fn interrupted_is_ok(result: libbpf_rs::Result<()>) -> Result<()> {
-    match result {
-        Err(e) if e.kind() != libbpf_rs::ErrorKind::Interrupted => {
-            Err(e).context("polling for events")
-        }
-        _ => Ok(()),
-    }
-}
-
 fn run(args: Args) -> Result<()> {
     cli::init_libbpf_log(args.verbose);
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
@@ -235,8 +198,8 @@ fn run(args: Args) -> Result<()> {
     // Set up the consumer before saying we are ready: a perf event array is
     // empty until the perf buffer opens each CPU's event, and output before
     // that fails. (A ring buffer holds events from load on.)
-    let consumer = if args.perf_buffer {
-        Consumer::Perf(
+    let events = if args.perf_buffer {
+        Events::Perf(
             PerfBufferBuilder::new(&skel.maps.events_pb)
                 .pages(args.buffer_kib as usize / 4)
                 .sample_cb(|_cpu, data| {
@@ -249,7 +212,7 @@ fn run(args: Args) -> Result<()> {
     } else {
         let mut builder = RingBufferBuilder::new();
         builder.add(&skel.maps.events_rb, on_event)?;
-        Consumer::Ring(builder.build().context("setting up the ring buffer")?)
+        Events::Ring(builder.build().context("setting up the ring buffer")?)
     };
     eprintln!(
         "Tracing exec() and exit{} through a {}. Hit Ctrl-C to end.",
@@ -263,15 +226,10 @@ fn run(args: Args) -> Result<()> {
     );
     printer.borrow().header();
 
-    let deadline = args
-        .duration
-        .map(|d| Instant::now() + Duration::from_secs(d));
-    while !stop.requested() && deadline.is_none_or(|d| Instant::now() < d) {
-        consumer.poll(Duration::from_millis(100))?;
-        printer.borrow_mut().lost_total(dropped());
-    }
-    consumer.consume()?;
-    printer.borrow_mut().lost_total(dropped());
+    // Poll until Ctrl-C or -d; after each poll, warn if the loss grew.
+    events.until_stopped(&stop, args.duration, || {
+        printer.borrow_mut().lost_total(dropped())
+    })?;
     if args.perf_buffer {
         eprintln!(
             "(the perf buffer's own lost-record notices so far: {})",

@@ -603,26 +603,19 @@ fn run(args: RunArgs) -> Result<()> {
         pins.dir().display()
     );
 
-    // Every 200 ms: take up the backends that `add` asked for; every
-    // --interval: report (and once more at the end).
-    let interval = Duration::from_secs(args.report.interval);
-    let mut since = Instant::now();
-    let mut reports = 0;
-    loop {
-        let stopped = !stop.sleep(Duration::from_millis(200));
-        attached.take_up_pending(pins.dir(), &skel.maps.backends, &skel.maps.table)?;
-        if stopped || since.elapsed() >= interval {
-            since = Instant::now();
-            reports += 1;
-            print_report(
-                &report(&skel.maps.backends, &skel.maps.stats, &skel.maps.counters)?,
-                args.report.json,
-            );
-            if stopped || args.report.count.is_some_and(|c| reports >= c) {
-                break;
-            }
-        }
-    }
+    // Every --interval: report (and once more at the end); meanwhile,
+    // every 200 ms, take up the backends that `add` asked for.
+    let take_up = || attached.take_up_pending(pins.dir(), &skel.maps.backends, &skel.maps.table);
+    stop.every_doing(
+        Duration::from_secs(args.report.interval),
+        args.report.count,
+        (Duration::from_millis(200), take_up),
+        |_| {
+            let r = report(&skel.maps.backends, &skel.maps.stats, &skel.maps.counters)?;
+            print_report(&r, args.report.json);
+            Ok(())
+        },
+    )?;
     let names = attached.names();
     drop(attached);
     eprintln!("Detached from {names}.");

@@ -6,7 +6,6 @@
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
@@ -16,7 +15,7 @@ use serde::Serialize;
 
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::uprobe::{types, UprobeSkelBuilder};
-use learning_ebpf_rs::trace::{cstr, EventClock};
+use learning_ebpf_rs::trace::{cstr, EventClock, Events};
 use learning_ebpf_rs::{cli, maps, signals};
 
 const EXAMPLES: &str = "\
@@ -233,19 +232,9 @@ fn run(args: Args) -> Result<()> {
             }
         }
     })?;
-    let ring = builder.build().context("setting up the ring buffer")?;
-    let deadline = args
-        .duration
-        .map(|d| Instant::now() + Duration::from_secs(d));
-    while !stop.requested() && deadline.is_none_or(|d| Instant::now() < d) {
-        match ring.poll(Duration::from_millis(100)) {
-            Err(e) if e.kind() != libbpf_rs::ErrorKind::Interrupted => {
-                return Err(e).context("polling for events")
-            }
-            _ => {}
-        }
-    }
-    let _ = ring.consume();
+    let events = Events::Ring(builder.build().context("setting up the ring buffer")?);
+    // Poll until Ctrl-C or -d, then drain what is left.
+    events.until_stopped(&stop, args.duration, || {})?;
     let lost = skel.maps.bss_data.as_deref().map_or(0, |b| {
         // SAFETY: the kernel updates this mmapped value; read it fresh.
         unsafe { std::ptr::read_volatile(&b.dropped) }

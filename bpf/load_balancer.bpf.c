@@ -107,9 +107,10 @@ struct {
 enum lb_backend_state lb_backend_state_unused;
 enum lb_limits lb_limits_unused;
 
-/* Where the fields we rewrite are, as offsets from the start of the frame:
- * the helpers that change the packet invalidate every packet pointer. */
-struct rewrite {
+/* What the program needs of a packet after the helpers that change it have
+ * invalidated every packet pointer: where the rewritten fields are (offsets
+ * from the start of the frame), the protocol, and whether it closes. */
+struct pkt_info {
 	__u32 l3_off;	/* IPv4 header */
 	__u32 l4_off;	/* TCP or UDP header */
 	__u32 csum_off; /* the L4 checksum */
@@ -222,12 +223,12 @@ no_backend:
 }
 
 /* Keeps the entry alive, and lets it expire soon once the flow closes. */
-static __always_inline void refresh(struct nf_conn *ct, struct rewrite *rw)
+static __always_inline void refresh(struct nf_conn *ct, struct pkt_info *pkt)
 {
 	__u32 timeout =
-		rw->proto == IPPROTO_TCP ? TCP_TIMEOUT_MS : UDP_TIMEOUT_MS;
+		pkt->proto == IPPROTO_TCP ? TCP_TIMEOUT_MS : UDP_TIMEOUT_MS;
 
-	if (rw->closing)
+	if (pkt->closing)
 		ct->mark |= MARK_CLOSING;
 	if (ct->mark & MARK_CLOSING)
 		timeout = CLOSING_TIMEOUT_MS;
@@ -253,16 +254,22 @@ static __always_inline void decrease_ttl(struct iphdr *iph)
  * Only the helpers know the skb's checksum state (offloaded or not) and
  * keep it right. They invalidate every packet pointer.
  */
-static __always_inline int rewrite(struct __sk_buff *skb, struct rewrite *rw,
+enum rewrite_end {
+	REWRITE_DEST,	/* client -> backend: the destination */
+	REWRITE_SOURCE, /* backend -> client: the source */
+};
+
+static __always_inline int rewrite(struct __sk_buff *skb, struct pkt_info *pkt,
 				   struct iphdr *iph, struct l4_ports *ports,
-				   bool dst, __be32 new_addr, __be16 new_port)
+				   enum rewrite_end end, __be32 new_addr,
+				   __be16 new_port)
 {
 	/* UDP: a zero checksum means "none", and must stay zero. */
-	__u64 l4_flags = rw->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__u64 l4_flags = pkt->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	__be32 old_addr;
 	__be16 old_port;
 
-	if (dst) {
+	if (end == REWRITE_DEST) {
 		old_addr = iph->daddr;
 		old_port = ports->dest;
 		iph->daddr = new_addr;
@@ -275,13 +282,14 @@ static __always_inline int rewrite(struct __sk_buff *skb, struct rewrite *rw,
 	}
 	decrease_ttl(iph);
 
-	if (bpf_l4_csum_replace(skb, rw->csum_off, old_addr, new_addr,
+	if (bpf_l4_csum_replace(skb, pkt->csum_off, old_addr, new_addr,
 				l4_flags | BPF_F_PSEUDO_HDR | sizeof(new_addr)))
 		return -1;
-	if (bpf_l4_csum_replace(skb, rw->csum_off, old_port, new_port,
+	if (bpf_l4_csum_replace(skb, pkt->csum_off, old_port, new_port,
 				l4_flags | sizeof(new_port)))
 		return -1;
-	if (bpf_l3_csum_replace(skb, rw->l3_off + offsetof(struct iphdr, check),
+	if (bpf_l3_csum_replace(skb,
+				pkt->l3_off + offsetof(struct iphdr, check),
 				old_addr, new_addr, sizeof(new_addr)))
 		return -1;
 	return 0;
@@ -348,7 +356,7 @@ ct_lookup(struct __sk_buff *skb, struct iphdr *iph, struct l4_ports *ports,
 static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 				      struct l4_ports *ports,
 				      struct tcphdr *tcph, void *data_end,
-				      struct rewrite *rw,
+				      struct pkt_info *pkt,
 				      struct lb_counters *cnt)
 {
 	struct bpf_sock_tuple tuple = {};
@@ -364,7 +372,7 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 
 	/* (10) A known flow? The entry comes back with a reference that we
 	 * must release, on every path: the verifier checks that we do. */
-	ct = ct_lookup(skb, iph, ports, rw->proto, &tuple, &opts);
+	ct = ct_lookup(skb, iph, ports, pkt->proto, &tuple, &opts);
 	if (!ct) {
 		if (opts.error != -ENOENT) {
 			cnt->ct_errors++;
@@ -374,7 +382,7 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 		 * know (say, one that outlived its entry) is dropped, and the
 		 * client's retries end in a reset or a timeout. The verifier
 		 * needs the bounds check next to the read. */
-		if (rw->proto == IPPROTO_TCP) {
+		if (pkt->proto == IPPROTO_TCP) {
 			if ((void *)(tcph + 1) > data_end)
 				return TC_ACT_SHOT;
 			if (!tcph->syn || tcph->ack) {
@@ -397,20 +405,21 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct iphdr *iph,
 	be_addr = ct->tuplehash[IP_CT_DIR_REPLY].tuple.src.u3.ip;
 	be_port = ct->tuplehash[IP_CT_DIR_REPLY].tuple.src.u.all;
 	/* A new entry got its timeout at alloc: no second kfunc call. */
-	if (!created || rw->closing)
-		refresh(ct, rw);
+	if (!created || pkt->closing)
+		refresh(ct, pkt);
 	mark = ct->mark;
 	bpf_ct_release(ct);
 	count_packet(mark, skb->len, created, cnt);
 
-	if (rewrite(skb, rw, iph, ports, true, be_addr, be_port))
+	if (rewrite(skb, pkt, iph, ports, REWRITE_DEST, be_addr, be_port))
 		return TC_ACT_SHOT;
 	return forward(skb, saddr, be_addr, cnt);
 }
 
 /* Backend -> client: a reply of one of our flows goes back from the VIP. */
 static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *iph,
-				     struct l4_ports *ports, struct rewrite *rw,
+				     struct l4_ports *ports,
+				     struct pkt_info *pkt,
 				     struct lb_counters *cnt)
 {
 	struct bpf_sock_tuple tuple = {};
@@ -423,7 +432,7 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *iph,
 	/* (12) The same lookup finds the entry from the reply's side: the
 	 * kernel's table holds every entry under both of its tuples. Anything
 	 * else crossing this interface is not ours and goes on untouched. */
-	ct = ct_lookup(skb, iph, ports, rw->proto, &tuple, &opts);
+	ct = ct_lookup(skb, iph, ports, pkt->proto, &tuple, &opts);
 	if (!ct)
 		return TC_ACT_OK;
 	orig = &ct->tuplehash[IP_CT_DIR_ORIGINAL].tuple;
@@ -432,12 +441,13 @@ static __always_inline int to_client(struct __sk_buff *skb, struct iphdr *iph,
 	       orig->dst.u.all == bpf_htons(vip_port) &&
 	       orig->src.u3.ip == daddr;
 	if (ours)
-		refresh(ct, rw);
+		refresh(ct, pkt);
 	bpf_ct_release(ct);
 	if (!ours || iph->ttl <= 1)
 		return TC_ACT_OK;
 
-	if (rewrite(skb, rw, iph, ports, false, vip_addr, bpf_htons(vip_port)))
+	if (rewrite(skb, pkt, iph, ports, REWRITE_SOURCE, vip_addr,
+		    bpf_htons(vip_port)))
 		return TC_ACT_SHOT;
 	return forward(skb, vip_addr, daddr, cnt);
 }
@@ -450,7 +460,7 @@ int lb_ingress(struct __sk_buff *skb)
 	struct hdr_cursor nh = {.pos = data};
 	struct lb_counters *cnt;
 	struct l4_ports *ports;
-	struct rewrite rw = {};
+	struct pkt_info pkt = {};
 	struct tcphdr *tcph;
 	struct ethhdr *eth;
 	struct iphdr *iph;
@@ -474,21 +484,21 @@ int lb_ingress(struct __sk_buff *skb)
 	if (!cnt)
 		return TC_ACT_OK;
 
-	rw.proto = proto;
-	rw.l3_off = (void *)iph - data;
-	rw.l4_off = (void *)ports - data;
-	rw.csum_off = rw.l4_off + (proto == IPPROTO_TCP
-					   ? offsetof(struct tcphdr, check)
-					   : offsetof(struct udphdr, check));
+	pkt.proto = proto;
+	pkt.l3_off = (void *)iph - data;
+	pkt.l4_off = (void *)ports - data;
+	pkt.csum_off = pkt.l4_off + (proto == IPPROTO_TCP
+					     ? offsetof(struct tcphdr, check)
+					     : offsetof(struct udphdr, check));
 	if (proto == IPPROTO_TCP) {
 		if ((void *)(tcph + 1) > data_end)
 			return TC_ACT_OK;
-		rw.closing = tcph->fin || tcph->rst;
+		pkt.closing = tcph->fin || tcph->rst;
 	}
 
 	if (iph->daddr == vip_addr && ports->dest == bpf_htons(vip_port))
-		return to_backend(skb, iph, ports, tcph, data_end, &rw, cnt);
-	return to_client(skb, iph, ports, &rw, cnt);
+		return to_backend(skb, iph, ports, tcph, data_end, &pkt, cnt);
+	return to_client(skb, iph, ports, &pkt, cnt);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

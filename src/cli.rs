@@ -80,6 +80,14 @@ pub fn rodata<T>(data: Option<&mut T>) -> anyhow::Result<&mut T> {
     data.ok_or_else(|| anyhow::anyhow!("the BPF object has no .rodata to configure"))
 }
 
+/// Prints `value` as one line of JSON: the `--json` output of every tool.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let line = serde_json::to_string(value)
+        .map_err(|e| anyhow::anyhow!("encoding the JSON output: {e}"))?;
+    println!("{line}");
+    Ok(())
+}
+
 /// Local wall-clock time as HH:MM:SS, for report headers.
 pub fn clock() -> String {
     // SAFETY: time() and localtime_r() only write into the struct we pass.

@@ -75,9 +75,24 @@ struct JsonHistogram<'a> {
     slots: Vec<JsonSlot>,
 }
 
+/// How a tool prints its histograms.
+pub struct Style<'a> {
+    /// The unit of the values: "usecs", "msecs"...
+    pub unit: &'a str,
+    /// One JSON object per histogram instead of bcc's bars.
+    pub json: bool,
+    /// A time line before each histogram (bars only; JSON has a time field).
+    pub timestamp: bool,
+}
+
 /// Prints a histogram as bcc does, or as one JSON object per line, with an
 /// optional timestamp line first.
-pub fn print(slots: &[u64], unit: &str, json: bool, timestamp: bool) {
+pub fn print(slots: &[u64], style: &Style) -> anyhow::Result<()> {
+    let Style {
+        unit,
+        json,
+        timestamp,
+    } = *style;
     if json {
         let hist = JsonHistogram {
             time: crate::cli::clock(),
@@ -95,13 +110,13 @@ pub fn print(slots: &[u64], unit: &str, json: bool, timestamp: bool) {
                 })
                 .collect(),
         };
-        println!("{}", serde_json::to_string(&hist).unwrap_or_default());
-        return;
+        return crate::cli::print_json(&hist);
     }
     if timestamp {
         println!("{}", crate::cli::clock());
     }
     println!("{}", format_log2(slots, unit));
+    Ok(())
 }
 
 /// Prints, every interval (or once, at Ctrl-C, without one), the histogram
@@ -112,18 +127,15 @@ pub fn report_deltas(
     stop: &crate::signals::Stop,
     interval: Option<u64>,
     count: Option<u64>,
-    unit: &str,
-    json: bool,
-    timestamp: bool,
+    style: &Style,
 ) -> anyhow::Result<()> {
     let interval = std::time::Duration::from_secs(interval.unwrap_or(u64::MAX / 4));
     let mut prev = read_map(map)?;
     stop.every(interval, count, |_| {
         let now = read_map(map)?;
         let delta: Vec<u64> = now.iter().zip(&prev).map(|(n, p)| n - p).collect();
-        print(&delta, unit, json, timestamp);
         prev = now;
-        Ok(())
+        print(&delta, style)
     })
 }
 

@@ -103,9 +103,11 @@ fn run(args: Args) -> Result<()> {
         &stop,
         args.interval,
         args.count,
-        unit,
-        args.json,
-        false,
+        &hist::Style {
+            unit,
+            json: args.json,
+            timestamp: false,
+        },
     )?;
     Ok(())
 }

@@ -394,12 +394,11 @@ fn report(
     })
 }
 
-fn print_report(r: &Report, json: bool) {
+fn print_report(r: &Report, json: bool) -> Result<()> {
     if json {
-        let mut report = serde_json::to_value(r).expect("a plain struct serializes");
+        let mut report = serde_json::to_value(r).context("encoding the JSON output")?;
         report["time"] = cli::clock().into();
-        println!("{report}");
-        return;
+        return cli::print_json(&report);
     }
     println!("\n{}", cli::clock());
     println!(
@@ -426,6 +425,7 @@ fn print_report(r: &Report, json: bool) {
             r.retired_packets, r.retired_bytes
         );
     }
+    Ok(())
 }
 
 /// Where the program is attached: TC ingress of the clients' interface and
@@ -612,8 +612,7 @@ fn run(args: RunArgs) -> Result<()> {
         (Duration::from_millis(200), take_up),
         |_| {
             let r = report(&skel.maps.backends, &skel.maps.stats, &skel.maps.counters)?;
-            print_report(&r, args.report.json);
-            Ok(())
+            print_report(&r, args.report.json)
         },
     )?;
     let names = attached.names();
@@ -752,7 +751,7 @@ fn manage(cmd: Manage) -> Result<()> {
         }
         Manage::Stats { pin, json } => {
             let lb = open_pinned(&pin.pin)?;
-            print_report(&report(&lb.backends, &lb.stats, &lb.counters)?, json);
+            print_report(&report(&lb.backends, &lb.stats, &lb.counters)?, json)?;
         }
     }
     Ok(())

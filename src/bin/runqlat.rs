@@ -80,9 +80,11 @@ fn run(args: Args) -> Result<()> {
         &stop,
         args.interval,
         args.count,
-        unit,
-        args.json,
-        args.timestamp,
+        &hist::Style {
+            unit,
+            json: args.json,
+            timestamp: args.timestamp,
+        },
     )?;
     Ok(())
 }

@@ -89,7 +89,12 @@ fn read_totals(map: &impl MapCore) -> Result<Vec<types::tc_counter>> {
     Ok(totals)
 }
 
-fn report(now: &[types::tc_counter], prev: &[types::tc_counter], secs: f64, json: bool) {
+fn report(
+    now: &[types::tc_counter],
+    prev: &[types::tc_counter],
+    secs: f64,
+    json: bool,
+) -> Result<()> {
     let names = DIRS
         .iter()
         .flat_map(|(_, d)| PROTOS.iter().map(move |(_, p)| (*d, *p)));
@@ -111,9 +116,7 @@ fn report(now: &[types::tc_counter], prev: &[types::tc_counter], secs: f64, json
         counters,
     };
     if json {
-        // Serialising plain structs of numbers and strings cannot fail.
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
-        return;
+        return cli::print_json(&report);
     }
     println!("\n{}", report.time);
     println!(
@@ -126,6 +129,7 @@ fn report(now: &[types::tc_counter], prev: &[types::tc_counter], secs: f64, json
             r.dir, r.proto, r.packets, r.bytes, r.dropped, r.pps, r.bps
         );
     }
+    Ok(())
 }
 
 fn run(args: Args) -> Result<()> {
@@ -183,7 +187,7 @@ fn run(args: Args) -> Result<()> {
         args.report.count,
         |secs| {
             let now = read_totals(&skel.maps.counters)?;
-            report(&now, &prev, secs, args.report.json);
+            report(&now, &prev, secs, args.report.json)?;
             prev = now;
             Ok(())
         },

@@ -212,7 +212,12 @@ struct Report {
     counters: Vec<Row>,
 }
 
-fn report(now: &[types::fw_counter], prev: &[types::fw_counter], secs: f64, json: bool) {
+fn report(
+    now: &[types::fw_counter],
+    prev: &[types::fw_counter],
+    secs: f64,
+    json: bool,
+) -> Result<()> {
     let counters: Vec<Row> = REASONS
         .iter()
         .zip(now.iter().zip(prev))
@@ -233,8 +238,7 @@ fn report(now: &[types::fw_counter], prev: &[types::fw_counter], secs: f64, json
         counters,
     };
     if json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
-        return;
+        return cli::print_json(&report);
     }
     println!("\n{}", report.time);
     println!(
@@ -247,6 +251,7 @@ fn report(now: &[types::fw_counter], prev: &[types::fw_counter], secs: f64, json
             r.reason, r.packets, r.bytes, r.pps
         );
     }
+    Ok(())
 }
 
 /// The resolution of CLOCK_MONOTONIC_COARSE, which bpf_ktime_get_coarse_ns()
@@ -395,7 +400,7 @@ fn run(args: RunArgs) -> Result<()> {
         args.report.count,
         |secs| {
             let now = read_counters(&skel.maps.counters)?;
-            report(&now, &prev, secs, args.report.json);
+            report(&now, &prev, secs, args.report.json)?;
             prev = now;
             Ok(())
         },
@@ -412,24 +417,31 @@ fn open_pinned(dir: &Path, name: &str) -> Result<MapHandle> {
     pin::open_map(dir, name, "xdp_firewall")
 }
 
-fn change(list: List, add: bool, cidrs: &[Cidr], dir: &Path) -> Result<()> {
+/// Adds `cidrs` to the running firewall's `list`.
+fn add_to(list: List, cidrs: &[Cidr], dir: &Path) -> Result<()> {
     privileges::require(&[Cap::Bpf])?;
     for cidr in cidrs {
         let map = open_pinned(dir, list.map_name(cidr))?;
-        if add {
-            if insert(&map, cidr)? {
-                println!("{cidr} added to the {}", list.name());
-            } else {
-                println!("{cidr} is already on the {}", list.name());
-            }
+        if insert(&map, cidr)? {
+            println!("{cidr} added to the {}", list.name());
         } else {
-            match map.delete(&cidr.lpm_key()) {
-                Ok(()) => println!("{cidr} removed from the {}", list.name()),
-                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {
-                    bail!("{cidr} is not on the {}", list.name())
-                }
-                Err(e) => return Err(e).with_context(|| format!("removing {cidr}")),
+            println!("{cidr} is already on the {}", list.name());
+        }
+    }
+    Ok(())
+}
+
+/// Removes `cidrs` from the running firewall's `list`.
+fn remove_from(list: List, cidrs: &[Cidr], dir: &Path) -> Result<()> {
+    privileges::require(&[Cap::Bpf])?;
+    for cidr in cidrs {
+        let map = open_pinned(dir, list.map_name(cidr))?;
+        match map.delete(&cidr.lpm_key()) {
+            Ok(()) => println!("{cidr} removed from the {}", list.name()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {
+                bail!("{cidr} is not on the {}", list.name())
             }
+            Err(e) => return Err(e).with_context(|| format!("removing {cidr}")),
         }
     }
     Ok(())
@@ -475,8 +487,7 @@ fn list(dir: &Path, json: bool) -> Result<()> {
 fn stats(dir: &Path, json: bool) -> Result<()> {
     privileges::require(&[Cap::Bpf])?;
     let counters = read_counters(&open_pinned(dir, "counters")?)?;
-    report(&counters, &counters, 0.0, json);
-    Ok(())
+    report(&counters, &counters, 0.0, json)
 }
 
 fn main() {
@@ -484,10 +495,10 @@ fn main() {
     let cli = cli::parse::<Cli>();
     cli::run(|| match cli.manage {
         None => run(cli.run),
-        Some(Manage::Block { cidrs, pin }) => change(List::Block, true, &cidrs, &pin.pin),
-        Some(Manage::Unblock { cidrs, pin }) => change(List::Block, false, &cidrs, &pin.pin),
-        Some(Manage::Allow { cidrs, pin }) => change(List::Allow, true, &cidrs, &pin.pin),
-        Some(Manage::Unallow { cidrs, pin }) => change(List::Allow, false, &cidrs, &pin.pin),
+        Some(Manage::Block { cidrs, pin }) => add_to(List::Block, &cidrs, &pin.pin),
+        Some(Manage::Unblock { cidrs, pin }) => remove_from(List::Block, &cidrs, &pin.pin),
+        Some(Manage::Allow { cidrs, pin }) => add_to(List::Allow, &cidrs, &pin.pin),
+        Some(Manage::Unallow { cidrs, pin }) => remove_from(List::Allow, &cidrs, &pin.pin),
         Some(Manage::List { pin, json }) => list(&pin.pin, json),
         Some(Manage::Stats { pin, json }) => stats(&pin.pin, json),
     });

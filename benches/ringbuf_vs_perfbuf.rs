@@ -17,19 +17,11 @@ use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
 use learning_ebpf_rs::bench::median;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::bufbench::BufbenchSkelBuilder;
+use learning_ebpf_rs::testing::pin_thread;
 
 const EVENTS: u64 = 2_000_000;
 const ROUNDS: usize = 3;
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: sched_setaffinity on the calling thread with a set we built.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -172,10 +164,10 @@ fn run(mode: Mode) -> (u64, u64, f64) {
         }
     };
 
-    pin_to_cpu(1);
+    pin_thread(1);
     let start = Instant::now();
     let producer = std::thread::spawn(|| {
-        pin_to_cpu(0);
+        pin_thread(0);
         for _ in 0..EVENTS {
             // SAFETY: getpgid(0) only reads this process's group id.
             unsafe { libc::getpgid(0) };

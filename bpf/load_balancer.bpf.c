@@ -106,6 +106,7 @@ struct {
 /* Makes the enums visible to the Rust skeleton's generated types. */
 enum lb_backend_state lb_backend_state_unused;
 enum lb_limits lb_limits_unused;
+enum tc_verdict tc_verdict_unused;
 
 /* What the program needs of a packet after the helpers that change it have
  * invalidated every packet pointer: where the rewritten fields are (offsets

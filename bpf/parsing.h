@@ -34,8 +34,15 @@
 #define IP_OFFSET 0x1FFF  /* IPv4 fragment offset, in 8-byte units */
 #define IP6_OFFSET 0xFFF8 /* IPv6 fragment offset bits of frag_off */
 
-#define TC_ACT_OK 0
-#define TC_ACT_SHOT 2
+/* TC verdicts: #defines in the kernel's uapi headers, so not in vmlinux.h.
+ * An enum here, so that the Rust side reads them from the skeleton's types
+ * (a lesson makes them visible with a global of this type). Not
+ * tc_action: vmlinux.h has a struct of that name. */
+enum tc_verdict {
+	TC_ACT_OK = 0,
+	TC_ACT_SHOT = 2,
+	TC_ACT_REDIRECT = 7,
+};
 
 #ifndef VLAN_MAX_DEPTH
 #define VLAN_MAX_DEPTH 2 /* 802.1Q, or 802.1ad + 802.1Q (QinQ) */

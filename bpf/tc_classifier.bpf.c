@@ -26,6 +26,7 @@ struct {
 
 /* Makes the enums visible to the Rust skeleton's generated types. */
 enum tc_dir tc_dir_unused;
+enum tc_verdict tc_verdict_unused;
 enum tc_proto tc_proto_unused;
 
 static __always_inline enum tc_proto proto_class(int l4proto)

@@ -23,6 +23,7 @@ __u64 dropped = 0;
 /* Makes the types visible to the Rust skeleton's generated types. */
 struct uprobe_event uprobe_event_unused;
 enum uprobe_kind uprobe_kind_unused;
+enum uprobe_limits uprobe_limits_unused;
 
 static __always_inline struct uprobe_event *start(__u32 kind)
 {

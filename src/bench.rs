@@ -46,11 +46,7 @@ pub fn clock_ticks() -> f64 {
 /// Restricts every thread of this process (and what they start later) to
 /// the CPUs in `cpus`.
 pub fn pin_process(cpus: &[usize]) {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write within it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &c in cpus {
-        unsafe { libc::CPU_SET(c, &mut set) };
-    }
+    let set = crate::testing::cpu_set(cpus);
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
         let tid: libc::pid_t = task.unwrap().file_name().to_string_lossy().parse().unwrap();
         // SAFETY: a valid cpu_set_t of the size passed. A thread that has

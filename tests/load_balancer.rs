@@ -469,9 +469,10 @@ fn bad_input_gives_one_line() {
 // balancer's namespace of a Topology, as if arriving on c0 (or b1), so
 // that conntrack and the route lookups are the real ones.
 
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
-const TC_ACT_REDIRECT: u32 = 7;
+// The verdicts, from bpf/parsing.h through the skeleton's types.
+const TC_ACT_OK: u32 = types::tc_verdict::TC_ACT_OK.0;
+const TC_ACT_SHOT: u32 = types::tc_verdict::TC_ACT_SHOT.0;
+const TC_ACT_REDIRECT: u32 = types::tc_verdict::TC_ACT_REDIRECT.0;
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0c];
 const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x1b];
 
@@ -565,10 +566,14 @@ fn frame(src: SocketAddr, dst: SocketAddr, seg: Segment, payload: &[u8]) -> Vec<
 /// and the frame as the program left it.
 fn run_on(prog: &ProgramMut, ifindex: u32, frame: &[u8]) -> (u32, Vec<u8>) {
     // The start of struct __sk_buff, up to ifindex (the kernel zero-fills
-    // the rest): ingress_ifindex at byte 36, ifindex at 40.
-    let mut ctx = [0u8; 44];
-    ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
-    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    // the rest); the offsets come from the skeleton's copy of the struct.
+    use std::mem::{offset_of, size_of};
+    let field = |offset: usize| offset..offset + size_of::<u32>();
+    let ingress = field(offset_of!(types::__sk_buff, ingress_ifindex));
+    let dev = field(offset_of!(types::__sk_buff, ifindex));
+    let mut ctx = vec![0u8; dev.end];
+    ctx[ingress].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx[dev].copy_from_slice(&ifindex.to_ne_bytes());
     let ctx_bytes = &mut ctx[..];
     let mut out = vec![0u8; frame.len() + 64];
     let input = ProgramInput {

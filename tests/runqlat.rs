@@ -10,28 +10,12 @@ use serde_json::Value;
 
 use learning_ebpf_rs::hist::slot;
 use learning_ebpf_rs::require_privileges;
-use learning_ebpf_rs::testing::Running;
+use learning_ebpf_rs::testing::{pin_thread, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runqlat");
 const ROUNDS: usize = 10;
 /// In the middle of the 8192 -> 16383 usecs bucket.
 const HOG: Duration = Duration::from_millis(12);
-
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: sched_setaffinity on the calling thread (pid 0) with a set
-    // we built.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(
-            rc,
-            0,
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
 
 fn gettid() -> u32 {
     // SAFETY: gettid has no arguments and cannot fail.
@@ -54,7 +38,7 @@ fn known_delay_lands_in_its_bucket() {
 
     let waiter_barrier = barrier.clone();
     let waiter = std::thread::spawn(move || {
-        pin_to_cpu(cpu);
+        pin_thread(cpu);
         tid_tx.send(gettid()).unwrap();
         go_rx.recv().unwrap();
         for _ in 0..ROUNDS {
@@ -64,7 +48,7 @@ fn known_delay_lands_in_its_bucket() {
     });
     let hog_barrier = barrier.clone();
     let hog = std::thread::spawn(move || {
-        pin_to_cpu(cpu);
+        pin_thread(cpu);
         // SAFETY: setting this thread's own scheduling policy.
         unsafe {
             let param = libc::sched_param { sched_priority: 10 };

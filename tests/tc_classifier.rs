@@ -13,17 +13,18 @@ use std::time::Duration;
 
 use common::{packet, IpOpts, Vlan, L4};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, Program, ProgramInput, ProgramMut};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, ProgramInput, ProgramMut};
 
 use learning_ebpf_rs::maps;
 use learning_ebpf_rs::require_privileges;
 use learning_ebpf_rs::skel::tc_classifier::{types, TcClassifierSkel, TcClassifierSkelBuilder};
 use learning_ebpf_rs::testing::{
-    run_cmd, wait_until, NetNs, Running, TwoHosts, DEV_A, IP4_A, IP6_A,
+    prog_gone, run_cmd, NetNs, Running, TwoHosts, DEV_A, IP4_A, IP6_A,
 };
 
-const TC_ACT_OK: i32 = 0;
-const TC_ACT_SHOT: i32 = 2;
+// The verdicts, from bpf/parsing.h through the skeleton's types.
+const TC_ACT_OK: i32 = types::tc_verdict::TC_ACT_OK.0 as i32;
+const TC_ACT_SHOT: i32 = types::tc_verdict::TC_ACT_SHOT.0 as i32;
 const DROP_PORT: u16 = 23;
 const BIN: &str = env!("CARGO_BIN_EXE_tc_classifier");
 
@@ -480,12 +481,6 @@ fn prog_ids(line: &str) -> Vec<u32> {
                 .unwrap_or_else(|| panic!("no id in {line:?}"))
         })
         .collect()
-}
-
-/// True once no program with this id exists (the kernel frees it after its
-/// last reference goes, which may take a moment).
-fn prog_gone(id: u32) -> bool {
-    wait_until(Duration::from_secs(5), || Program::fd_from_id(id).is_err())
 }
 
 fn tc_state(hosts: &TwoHosts) -> (String, String, String) {

@@ -25,8 +25,8 @@ use learning_ebpf_rs::maps;
 use learning_ebpf_rs::require_privileges;
 use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkel, XdpFirewallSkelBuilder};
 use learning_ebpf_rs::testing::{
-    add_addr, assert_one_line_error, wait_until, BpfFs, HostPinDir, Running, TwoHosts, DEV_A,
-    DEV_B, HIDDEN_BY_IP_NETNS_EXEC, IP4_A, IP4_B, IP6_A,
+    add_addr, assert_one_line_error, prog_gone, wait_until, BpfFs, HostPinDir, Running, TwoHosts,
+    DEV_A, DEV_B, HIDDEN_BY_IP_NETNS_EXEC, IP4_A, IP4_B, IP6_A,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_xdp_firewall");
@@ -551,12 +551,6 @@ fn exchange(hosts: &TwoHosts, port: u16, count: usize) -> HashMap<IpAddr, usize>
         *got.entry(from.ip()).or_insert(0) += 1;
     }
     got
-}
-
-fn prog_gone(id: u32) -> bool {
-    wait_until(Duration::from_secs(5), || {
-        libbpf_rs::Program::fd_from_id(id).is_err()
-    })
 }
 
 fn xdp_attached(hosts: &TwoHosts) -> bool {

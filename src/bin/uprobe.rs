@@ -18,6 +18,9 @@ use learning_ebpf_rs::skel::uprobe::{types, UprobeSkelBuilder};
 use learning_ebpf_rs::trace::{cstr, EventClock, Events};
 use learning_ebpf_rs::{cli, maps, signals};
 
+/// How many integer arguments the probe reports (UPROBE_ARGS in uprobe.h).
+const ARGS: usize = types::uprobe_limits::UPROBE_ARGS.0 as usize;
+
 const EXAMPLES: &str = "\
 EXAMPLES:
     uprobe -b target/debug/uprobe_target -f lebpf_add      # the project's target
@@ -38,7 +41,7 @@ struct Args {
     #[arg(short, long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pid: Option<u32>,
     /// Also read this argument (0, 1 or 2) as a C string
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..3))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..ARGS as i64))]
     string_arg: Option<u32>,
     /// Do not attach the uretprobe (no return values)
     #[arg(long)]
@@ -93,7 +96,7 @@ struct EventOut<'a> {
     comm: String,
     function: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<[u64; 3]>,
+    args: Option<[u64; ARGS]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     string: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,7 +116,7 @@ impl Printer<'_> {
         let e: types::uprobe_event = maps::from_bytes(data)?;
         self.events += 1;
         let entry = e.kind == types::uprobe_kind::UPROBE_ENTRY.0;
-        let string = (e.str_arg < 3).then(|| cstr(&e.str));
+        let string = (e.str_arg < ARGS as u32).then(|| cstr(&e.str));
         let out = EventOut {
             time: self.clock.format(e.ts_ns),
             ts_ns: e.ts_ns,

@@ -502,3 +502,34 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A CPU set holding `cpus`, for sched_setaffinity.
+pub fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    set
+}
+
+/// Keeps the calling thread on `cpu` from now on.
+pub fn pin_thread(cpu: usize) {
+    let set = cpu_set(&[cpu]);
+    // SAFETY: sched_setaffinity on the calling thread (0) with a valid set.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// True once no BPF program with this id exists (the kernel frees it after
+/// its last reference goes, which may take a moment).
+pub fn prog_gone(id: u32) -> bool {
+    wait_until(Duration::from_secs(5), || {
+        libbpf_rs::Program::fd_from_id(id).is_err()
+    })
+}

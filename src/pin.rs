@@ -96,6 +96,15 @@ pub fn open_map(dir: &Path, name: &str, lesson: &str) -> Result<MapHandle> {
     })
 }
 
+/// What happens to the pins when their process ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnExit {
+    /// Removed, also after SIGKILL (by the watchdog).
+    Unpin,
+    /// Left in place, with the maps they hold, for inspection.
+    Keep,
+}
+
 /// Pins in one directory, removed on drop unless kept.
 pub struct Pins {
     dir: PathBuf,
@@ -108,7 +117,8 @@ pub struct Pins {
 impl Pins {
     /// Prepares `dir`, which must be on a bpffs (or be a new directory
     /// directly inside one).
-    pub fn new(dir: &Path, keep: bool) -> Result<Pins> {
+    pub fn new(dir: &Path, on_exit: OnExit) -> Result<Pins> {
+        let keep = on_exit == OnExit::Keep;
         let parent = dir.parent().unwrap_or(Path::new("/"));
         let on_bpffs = if dir.exists() {
             is_bpffs(dir)
@@ -152,6 +162,18 @@ impl Pins {
             .with_context(|| format!("pinning map at {}", path.display()))?;
         self.names.push(name.to_string());
         Ok(())
+    }
+
+    /// Pins each map under its name, then arms the watchdog: what a lesson
+    /// that is managed through its pins does once its maps are filled.
+    pub fn pin_and_watch<'m, 'o: 'm>(
+        &mut self,
+        maps: impl IntoIterator<Item = (&'m mut libbpf_rs::MapMut<'o>, &'m str)>,
+    ) -> Result<()> {
+        for (map, name) in maps {
+            self.pin_map(map, name)?;
+        }
+        self.arm_watchdog()
     }
 
     /// Starts the watchdog: this same binary, run with [`WATCHDOG_ARG`],

@@ -20,7 +20,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use serde::Serialize;
 
-use learning_ebpf_rs::pin::{self, Pins};
+use learning_ebpf_rs::pin::{self, OnExit, Pins};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::load_balancer::{types, LoadBalancerSkelBuilder};
 use learning_ebpf_rs::tc::{TcAttachment, TcDirection, TcMode};
@@ -533,7 +533,7 @@ fn run(args: RunArgs) -> Result<()> {
             );
         }
     }
-    let mut pins = Pins::new(&args.pin, false)?;
+    let mut pins = Pins::new(&args.pin, OnExit::Unpin)?;
     let stop = signals::Stop::install()?;
 
     // Open; the virtual address and protocols are read-only data.
@@ -567,15 +567,12 @@ fn run(args: RunArgs) -> Result<()> {
     }
     rebuild_table(&skel.maps.backends, &skel.maps.table)?;
     let m = &mut skel.maps;
-    for (map, name) in [
+    pins.pin_and_watch([
         (&mut m.backends, "backends"),
         (&mut m.table, "table"),
         (&mut m.stats, "stats"),
         (&mut m.counters, "counters"),
-    ] {
-        pins.pin_map(map, name)?;
-    }
-    pins.arm_watchdog()?;
+    ])?;
 
     // Attach: first where the backends' replies arrive, then where the
     // clients' packets do, so that no flow starts before its way back is

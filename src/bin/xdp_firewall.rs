@@ -17,12 +17,18 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, Program};
 use serde::Serialize;
 
 use learning_ebpf_rs::cidr::Cidr;
-use learning_ebpf_rs::pin::{self, Pins};
+use learning_ebpf_rs::pin::{self, OnExit, Pins};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkelBuilder};
 use learning_ebpf_rs::{cli, link, maps, netif, signals};
 
 const DEFAULT_PIN: &str = "/sys/fs/bpf/xdp_firewall";
+// The pinned maps' file names, which the management commands open.
+const BLOCK_V4: &str = "block_v4";
+const BLOCK_V6: &str = "block_v6";
+const ALLOW_V4: &str = "allow_v4";
+const ALLOW_V6: &str = "allow_v6";
+const COUNTERS: &str = "counters";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -156,10 +162,10 @@ enum List {
 impl List {
     fn map_name(self, cidr: &Cidr) -> &'static str {
         match (self, cidr) {
-            (List::Block, Cidr::V4(..)) => "block_v4",
-            (List::Block, Cidr::V6(..)) => "block_v6",
-            (List::Allow, Cidr::V4(..)) => "allow_v4",
-            (List::Allow, Cidr::V6(..)) => "allow_v6",
+            (List::Block, Cidr::V4(..)) => BLOCK_V4,
+            (List::Block, Cidr::V6(..)) => BLOCK_V6,
+            (List::Allow, Cidr::V4(..)) => ALLOW_V4,
+            (List::Allow, Cidr::V6(..)) => ALLOW_V6,
         }
     }
 
@@ -329,7 +335,11 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let ifindex = netif::ifindex(&iface)?;
     privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
-    let mut pins = Pins::new(&args.pin, args.keep_pinned)?;
+    let on_exit = match args.keep_pinned {
+        true => OnExit::Keep,
+        false => OnExit::Unpin,
+    };
+    let mut pins = Pins::new(&args.pin, on_exit)?;
     let stop = signals::Stop::install()?;
 
     // Open, and configure the rate limit: read-only data the verifier sees.
@@ -367,16 +377,13 @@ fn run(args: RunArgs) -> Result<()> {
     // Pin the maps the management commands use; the watchdog removes the
     // pins even if this process is killed.
     let m = &mut skel.maps;
-    for (map, name) in [
-        (&mut m.block_v4, "block_v4"),
-        (&mut m.block_v6, "block_v6"),
-        (&mut m.allow_v4, "allow_v4"),
-        (&mut m.allow_v6, "allow_v6"),
-        (&mut m.counters, "counters"),
-    ] {
-        pins.pin_map(map, name)?;
-    }
-    pins.arm_watchdog()?;
+    pins.pin_and_watch([
+        (&mut m.block_v4, BLOCK_V4),
+        (&mut m.block_v6, BLOCK_V6),
+        (&mut m.allow_v4, ALLOW_V4),
+        (&mut m.allow_v6, ALLOW_V6),
+        (&mut m.counters, COUNTERS),
+    ])?;
 
     // Attach through a bpf_link: it goes away with this process.
     let xdp_link = attach(&skel.progs.xdp_firewall, ifindex, &iface, args.mode)?;
@@ -453,10 +460,10 @@ fn list(dir: &Path, json: bool) -> Result<()> {
         println!("{:<10} {:<44} {:>12}", "LIST", "PREFIX", "HITS");
     }
     for (list, name) in [
-        ("allow", "allow_v4"),
-        ("allow", "allow_v6"),
-        ("block", "block_v4"),
-        ("block", "block_v6"),
+        ("allow", ALLOW_V4),
+        ("allow", ALLOW_V6),
+        ("block", BLOCK_V4),
+        ("block", BLOCK_V6),
     ] {
         let map = open_pinned(dir, name)?;
         let mut entries = Vec::new();
@@ -486,7 +493,7 @@ fn list(dir: &Path, json: bool) -> Result<()> {
 
 fn stats(dir: &Path, json: bool) -> Result<()> {
     privileges::require(&[Cap::Bpf])?;
-    let counters = read_counters(&open_pinned(dir, "counters")?)?;
+    let counters = read_counters(&open_pinned(dir, COUNTERS)?)?;
     report(&counters, &counters, 0.0, json)
 }
 

@@ -1,5 +1,5 @@
 //! Command-line plumbing every binary uses: argument parsing, one-line
-//! errors, libbpf's log, clock stamps.
+//! errors, libbpf's log, the options of the reporting tools.
 
 use std::io::Write;
 use std::process::exit;
@@ -71,56 +71,4 @@ pub fn init_libbpf_log(verbose: bool) {
     } else {
         libbpf_rs::set_print(None);
     }
-}
-
-/// A skeleton's `.rodata` (its `const volatile` globals), to set between
-/// open and load. libbpf-rs hands it out as an `Option` because the object
-/// may have no such section, or libbpf may not have mapped it.
-pub fn rodata<T>(data: Option<&mut T>) -> anyhow::Result<&mut T> {
-    data.ok_or_else(|| anyhow::anyhow!("the BPF object has no .rodata to configure"))
-}
-
-/// Prints `value` as one line of JSON: the `--json` output of every tool.
-pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let line = serde_json::to_string(value)
-        .map_err(|e| anyhow::anyhow!("encoding the JSON output: {e}"))?;
-    println!("{line}");
-    Ok(())
-}
-
-/// Local wall-clock time as HH:MM:SS, for report headers.
-pub fn clock() -> String {
-    // SAFETY: time() and localtime_r() only write into the struct we pass.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
-    }
-}
-
-/// The errno inside an error's message. libbpf-rs 0.27 does not expose
-/// it, but std's io::Error displays an OS error as "... (os error N)".
-pub fn os_error(e: &impl std::fmt::Display) -> Option<i32> {
-    // The alternate form prints the whole chain, where the errno sits.
-    let text = format!("{e:#}");
-    let start = text.rfind("(os error ")? + "(os error ".len();
-    text[start..].split(')').next()?.parse().ok()
-}
-
-/// Turns a failed skeleton load into an actionable message. EACCES and
-/// EINVAL come from the verifier; EPERM means privileges (or a program type
-/// this kernel does not allow).
-pub fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
-    let hint = match os_error(&e) {
-        Some(libc::EPERM) => {
-            "the kernel said EPERM: run as root (CAP_BPF and CAP_NET_ADMIN or CAP_SYS_ADMIN); \
-             if you are root, this kernel does not allow this program type"
-        }
-        Some(libc::EACCES) | Some(libc::EINVAL) => {
-            "the verifier rejected the program: rerun with -v to see its log"
-        }
-        _ => "rerun with -v to see libbpf's log",
-    };
-    anyhow::anyhow!("loading BPF programs failed ({e}): {hint}")
 }

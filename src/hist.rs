@@ -95,7 +95,7 @@ pub fn print(slots: &[u64], style: &Style) -> anyhow::Result<()> {
     } = *style;
     if json {
         let hist = JsonHistogram {
-            time: crate::cli::clock(),
+            time: crate::report::clock(),
             unit,
             slots: slots
                 .iter()
@@ -110,10 +110,10 @@ pub fn print(slots: &[u64], style: &Style) -> anyhow::Result<()> {
                 })
                 .collect(),
         };
-        return crate::cli::print_json(&hist);
+        return crate::report::print_json(&hist);
     }
     if timestamp {
-        println!("{}", crate::cli::clock());
+        println!("{}", crate::report::clock());
     }
     println!("{}", format_log2(slots, unit));
     Ok(())

@@ -28,7 +28,7 @@ use learning_ebpf_rs::testing::lb_topology::{
 use learning_ebpf_rs::testing::{
     assert_one_line_error, run_cmd, BpfFs, HostPinDir, Running, HIDDEN_BY_IP_NETNS_EXEC,
 };
-use learning_ebpf_rs::{cli, maps, require_privileges};
+use learning_ebpf_rs::{maps, require_privileges, skel};
 
 const BIN: &str = env!("CARGO_BIN_EXE_load_balancer");
 
@@ -648,7 +648,7 @@ fn test_run_translates_both_ways() {
         let mut open = LoadBalancerSkelBuilder::default()
             .open(&mut object)
             .unwrap();
-        let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut()).unwrap();
+        let rodata = skel::rodata(open.maps.rodata_data.as_deref_mut()).unwrap();
         rodata.vip_addr = u32::from(VIP).to_be();
         rodata.vip_port = VIP_PORT;
         let skel = open.load().unwrap();

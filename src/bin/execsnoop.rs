@@ -17,7 +17,7 @@ use serde::Serialize;
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::execsnoop::{types, ExecsnoopSkelBuilder};
 use learning_ebpf_rs::trace::{cstr, require_tracefs, EventClock, Events};
-use learning_ebpf_rs::{cli, maps, signals};
+use learning_ebpf_rs::{cli, errors, maps, signals, skel};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -157,7 +157,7 @@ fn run(args: Args) -> Result<()> {
     let mut open = ExecsnoopSkelBuilder::default()
         .open(&mut object)
         .context("opening the BPF object")?;
-    let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
+    let rodata = skel::rodata(open.maps.rodata_data.as_deref_mut())?;
     rodata.targ_pid = args.pid.unwrap_or(0);
     rodata.use_perf_buffer = args.perf_buffer;
     open.maps
@@ -166,7 +166,7 @@ fn run(args: Args) -> Result<()> {
         .context("sizing the ring buffer")?;
 
     // Load and attach both tracepoints.
-    let mut skel = open.load().map_err(cli::load_error)?;
+    let mut skel = open.load().map_err(errors::load_error)?;
     skel.attach().context("attaching the tracepoints")?;
 
     let printer = RefCell::new(Printer {

@@ -13,7 +13,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::fentry::FentrySkelBuilder;
-use learning_ebpf_rs::{cli, hist, signals};
+use learning_ebpf_rs::{cli, errors, hist, signals, skel};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -52,7 +52,7 @@ struct Args {
 }
 
 fn load_error(e: libbpf_rs::Error, function: &str) -> anyhow::Error {
-    match cli::os_error(&e) {
+    match errors::os_error(&e) {
         Some(libc::EPERM) => anyhow!(
             "this kernel refuses fentry/fexit programs (EPERM even as root: BPF trampolines are \
              not allowed here); run this lesson on a kernel that allows them, e.g. in a VM (see \
@@ -62,7 +62,7 @@ fn load_error(e: libbpf_rs::Error, function: &str) -> anyhow::Error {
             "kernel function '{function}' not found in this kernel's BTF (is it spelled as in \
              /proc/kallsyms, and not inlined?)"
         ),
-        _ => cli::load_error(e),
+        _ => errors::load_error(e),
     }
 }
 
@@ -81,7 +81,7 @@ fn run(args: Args) -> Result<()> {
         prog.set_attach_target(0, Some(args.function.clone()))
             .map_err(|e| load_error(e, &args.function))?;
     }
-    let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
+    let rodata = skel::rodata(open.maps.rodata_data.as_deref_mut())?;
     rodata.targ_tgid = args.pid.unwrap_or(0);
     let (unit_ns, unit) = match (args.milliseconds, args.nanoseconds) {
         (true, _) => (1_000_000, "msecs"),

@@ -24,7 +24,7 @@ use learning_ebpf_rs::pin::{self, OnExit, Pins};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::load_balancer::{types, LoadBalancerSkelBuilder};
 use learning_ebpf_rs::tc::{TcAttachment, TcDirection, TcMode};
-use learning_ebpf_rs::{cli, maps, netif, signals};
+use learning_ebpf_rs::{cli, errors, maps, netif, report, signals, skel};
 
 const DEFAULT_PIN: &str = "/sys/fs/bpf/load_balancer";
 // The limits, from bpf/load_balancer.h through the skeleton's BTF types.
@@ -397,10 +397,10 @@ fn report(
 fn print_report(r: &Report, json: bool) -> Result<()> {
     if json {
         let mut report = serde_json::to_value(r).context("encoding the JSON output")?;
-        report["time"] = cli::clock().into();
-        return cli::print_json(&report);
+        report["time"] = report::clock().into();
+        return report::print_json(&report);
     }
-    println!("\n{}", cli::clock());
+    println!("\n{}", report::clock());
     println!(
         "{:<22} {:<9} {:>6} {:>12} {:>12} {:>14}",
         "BACKEND", "STATE", "WEIGHT", "CONNECTIONS", "PACKETS", "BYTES"
@@ -541,7 +541,7 @@ fn run(args: RunArgs) -> Result<()> {
     let mut open = LoadBalancerSkelBuilder::default()
         .open(&mut object)
         .context("opening the BPF object")?;
-    let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
+    let rodata = skel::rodata(open.maps.rodata_data.as_deref_mut())?;
     rodata.vip_addr = u32::from(*vip.ip()).to_be();
     rodata.vip_port = vip.port();
     rodata.balance_tcp = args.proto != Proto::Udp;
@@ -556,7 +556,7 @@ fn run(args: RunArgs) -> Result<()> {
         .stderr(std::process::Stdio::null())
         .status();
     let mut skel = open.load().map_err(|e| {
-        let err = cli::load_error(e);
+        let err = errors::load_error(e);
         anyhow!("{err:#} (the conntrack kfuncs need Linux 6.1+ with nf_conntrack and nf_nat)")
     })?;
 

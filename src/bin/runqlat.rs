@@ -11,7 +11,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::runqlat::RunqlatSkelBuilder;
-use learning_ebpf_rs::{cli, hist, signals};
+use learning_ebpf_rs::{cli, errors, hist, signals, skel};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -61,13 +61,13 @@ fn run(args: Args) -> Result<()> {
     let mut open = RunqlatSkelBuilder::default()
         .open(&mut object)
         .context("opening the BPF object")?;
-    let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
+    let rodata = skel::rodata(open.maps.rodata_data.as_deref_mut())?;
     rodata.targ_tgid = args.pid.unwrap_or(0);
     rodata.targ_tid = args.tid.unwrap_or(0);
     rodata.targ_ms = args.milliseconds;
 
     // Load and attach the three tp_btf programs.
-    let mut skel = open.load().map_err(cli::load_error)?;
+    let mut skel = open.load().map_err(errors::load_error)?;
     skel.attach()
         .context("attaching to the scheduler tracepoints")?;
     let unit = if args.milliseconds { "msecs" } else { "usecs" };

@@ -17,7 +17,7 @@ use serde::Serialize;
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::tc_classifier::{types, TcClassifierSkelBuilder};
 use learning_ebpf_rs::tc::{TcAttachment, TcDirection, TcMode};
-use learning_ebpf_rs::{cli, maps, netif, signals};
+use learning_ebpf_rs::{cli, errors, maps, netif, report, signals};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -111,12 +111,12 @@ fn report(
         })
         .collect();
     let report = Report {
-        time: cli::clock(),
+        time: report::clock(),
         interval_s: secs,
         counters,
     };
     if json {
-        return cli::print_json(&report);
+        return report::print_json(&report);
     }
     println!("\n{}", report.time);
     println!(
@@ -146,7 +146,7 @@ fn run(args: Args) -> Result<()> {
         .context("opening the BPF object")?;
 
     // Load: the verifier checks both programs; maps are created.
-    let skel = open.load().map_err(cli::load_error)?;
+    let skel = open.load().map_err(errors::load_error)?;
 
     // Fill the policy before attaching, so no packet sees an empty policy.
     for port in &args.drop_ports {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::uprobe::{types, UprobeSkelBuilder};
 use learning_ebpf_rs::trace::{cstr, EventClock, Events};
-use learning_ebpf_rs::{cli, maps, signals};
+use learning_ebpf_rs::{cli, errors, maps, signals, skel};
 
 /// How many integer arguments the probe reports (UPROBE_ARGS in uprobe.h).
 const ARGS: usize = types::uprobe_limits::UPROBE_ARGS.0 as usize;
@@ -176,9 +176,9 @@ fn run(args: Args) -> Result<()> {
         .open(&mut object)
         .context("opening the BPF object")?;
     if let Some(n) = args.string_arg {
-        cli::rodata(open.maps.rodata_data.as_deref_mut())?.str_arg = n;
+        skel::rodata(open.maps.rodata_data.as_deref_mut())?.str_arg = n;
     }
-    let skel = open.load().map_err(cli::load_error)?;
+    let skel = open.load().map_err(errors::load_error)?;
 
     // Attach by symbol name: libbpf finds the function's offset in the
     // binary's ELF symbols. pid -1 means every process.
@@ -190,7 +190,7 @@ fn run(args: Args) -> Result<()> {
             ..Default::default()
         };
         prog.attach_uprobe_with_opts(pid, &args.binary, 0, opts)
-            .map_err(|e| match cli::os_error(&e) {
+            .map_err(|e| match errors::os_error(&e) {
                 Some(libc::ENOENT) => anyhow!(
                     "function '{}' not found in {} (list its symbols with `nm -D` or `nm`)",
                     args.function,

@@ -20,7 +20,7 @@ use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::pin::{self, OnExit, Pins};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkelBuilder};
-use learning_ebpf_rs::{cli, link, maps, netif, signals};
+use learning_ebpf_rs::{cli, errors, link, maps, netif, report, signals, skel};
 
 const DEFAULT_PIN: &str = "/sys/fs/bpf/xdp_firewall";
 // The pinned maps' file names, which the management commands open.
@@ -239,12 +239,12 @@ fn report(
         })
         .collect();
     let report = Report {
-        time: cli::clock(),
+        time: report::clock(),
         interval_s: secs,
         counters,
     };
     if json {
-        return cli::print_json(&report);
+        return report::print_json(&report);
     }
     println!("\n{}", report.time);
     println!(
@@ -350,13 +350,13 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(rate) = args.rate {
         let burst = args.burst.unwrap_or(rate);
         let interval = 1_000_000_000 / rate;
-        let rodata = cli::rodata(open.maps.rodata_data.as_deref_mut())?;
+        let rodata = skel::rodata(open.maps.rodata_data.as_deref_mut())?;
         rodata.cfg_interval_ns = interval;
         rodata.cfg_tolerance_ns = (burst - 1) * interval;
     }
 
     // Load: the verifier checks the program; maps are created.
-    let mut skel = open.load().map_err(cli::load_error)?;
+    let mut skel = open.load().map_err(errors::load_error)?;
 
     // Fill the lists before attaching.
     for cidr in &args.block {

@@ -9,9 +9,13 @@ KARCH := $(or $(shell sed -n 's/^arch:$(ARCH)=//p' scripts/bpf-cflags),$(ARCH))
 BPF_CLANG ?= clang
 CARGO ?= cargo
 VMLINUX := headers/$(ARCH)/vmlinux.h
-BPF_SRCS := $(wildcard bpf/*.bpf.c)
-BPF_HDRS := $(wildcard bpf/*.h)
-RAW_OBJS := $(patsubst bpf/%.bpf.c,build/%.bpf.o,$(BPF_SRCS))
+# The lessons in bpf/, the benchmarks' programs in bpf/bench/, the headers
+# they share in bpf/lib/ (build.rs reads the same places).
+BPF_SRCS := $(wildcard bpf/*.bpf.c bpf/bench/*.bpf.c)
+BPF_HDRS := $(wildcard bpf/*.h bpf/lib/*.h)
+RAW_OBJS := $(addprefix build/,$(notdir $(BPF_SRCS:.bpf.c=.bpf.o)))
+C_FILES := bpf/*.c bpf/*.h bpf/lib/*.h bpf/bench/*.c tests/verifier/*.c
+vpath %.bpf.c bpf bpf/bench
 
 export BPF_CLANG
 
@@ -60,21 +64,21 @@ $(addprefix demo-,$(DEMOS)): demo-%: check
 # Debian's libbpf-dev. Load the result with `tc ... bpf obj F sec tc` or bpftool.
 raw: $(RAW_OBJS)
 
-build/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) $(VMLINUX) scripts/bpf-cflags
+build/%.bpf.o: %.bpf.c $(BPF_HDRS) $(VMLINUX) scripts/bpf-cflags
 	@command -v $(BPF_CLANG) >/dev/null || { echo "$(BPF_CLANG) not found: run \`make setup\`"; exit 1; }
 	@test -f /usr/include/bpf/bpf_helpers.h || { echo "libbpf headers not found: run \`make setup\` (installs libbpf-dev)"; exit 1; }
 	@mkdir -p build
 	$(BPF_CLANG) $(BPF_FLAGS) -D__TARGET_ARCH_$(KARCH) $(BPF_CFLAGS) \
-		-I headers/$(ARCH) -I bpf -c $< -o $@
+		-I headers/$(ARCH) -I bpf -I bpf/lib -c $< -o $@
 
 fmt:
 	$(CARGO) fmt
-	clang-format -i bpf/*.c bpf/*.h tests/verifier/*.c
+	clang-format -i $(C_FILES)
 
 lint: check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --check
-	clang-format --dry-run --Werror bpf/*.c bpf/*.h tests/verifier/*.c
+	clang-format --dry-run --Werror $(C_FILES)
 
 bench: check
 	$(CARGO) bench

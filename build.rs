@@ -1,4 +1,5 @@
-//! Compiles every `bpf/*.bpf.c` into a BPF object and a Rust skeleton under
+//! Compiles every `bpf/*.bpf.c` (the lessons) and `bpf/bench/*.bpf.c` (the
+//! benchmarks' programs) into a BPF object and a Rust skeleton under
 //! `OUT_DIR`, and writes `OUT_DIR/skeletons.rs`, which `src/lib.rs` includes
 //! as the `skel` module.
 //!
@@ -243,16 +244,23 @@ fn main() {
         write_if_changed(&include_dir.join("bpf").join(name), content.as_bytes());
     }
 
-    let mut sources: Vec<PathBuf> = fs::read_dir(&bpf_dir)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", bpf_dir.display())))
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
-        .collect();
+    // The lessons in bpf/, and the benchmarks' programs in bpf/bench/;
+    // bpf/lib/ holds the headers they share.
+    let mut sources: Vec<PathBuf> = Vec::new();
+    for dir in [bpf_dir.clone(), bpf_dir.join("bench")] {
+        let entries = fs::read_dir(&dir)
+            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
+        sources.extend(
+            entries
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(".bpf.c")),
+        );
+    }
     sources.sort();
 
     let (mut cflags, kernel_arch) = bpf_cflags(&manifest, &arch);
     cflags.push(format!("-D__TARGET_ARCH_{kernel_arch}").into());
-    for dir in [&vmlinux_dir, &bpf_dir, &include_dir] {
+    for dir in [&vmlinux_dir, &bpf_dir, &bpf_dir.join("lib"), &include_dir] {
         cflags.push("-I".into());
         cflags.push(dir.into());
     }

@@ -1,7 +1,7 @@
 //! Events per second delivered to user space with zero loss: BPF ring
 //! buffer against perf buffer, same producer, same run.
 //!
-//! The producer is bpf/bufbench.bpf.c on the getpgid() syscall tracepoint;
+//! The producer is bpf/bench/bufbench.bpf.c on the getpgid() syscall tracepoint;
 //! a thread pinned to CPU 0 calls getpgid() EVENTS times as fast as it can,
 //! while the main thread, pinned to CPU 1, consumes. Buffers are large
 //! enough that nothing is lost (checked). Time runs from the first call to

@@ -1,5 +1,5 @@
 //! BPF_PROG_TEST_RUN cost of tc_classifier, as a ratio to a no-op TC program
-//! measured in the same run (bpf/noop.bpf.c). The kernel times the repeats
+//! measured in the same run (bpf/bench/noop.bpf.c). The kernel times the repeats
 //! itself and reports the average per run.
 //!
 //! `cargo bench --bench tc_classifier` (root).

@@ -469,7 +469,7 @@ fn bad_input_gives_one_line() {
 // balancer's namespace of a Topology, as if arriving on c0 (or b1), so
 // that conntrack and the route lookups are the real ones.
 
-// The verdicts, from bpf/parsing.h through the skeleton's types.
+// The verdicts, from bpf/lib/parsing.h through the skeleton's types.
 const TC_ACT_OK: u32 = types::tc_verdict::TC_ACT_OK.0;
 const TC_ACT_SHOT: u32 = types::tc_verdict::TC_ACT_SHOT.0;
 const TC_ACT_REDIRECT: u32 = types::tc_verdict::TC_ACT_REDIRECT.0;

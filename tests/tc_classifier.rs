@@ -22,7 +22,7 @@ use learning_ebpf_rs::testing::{
     prog_gone, run_cmd, NetNs, Running, TwoHosts, DEV_A, IP4_A, IP6_A,
 };
 
-// The verdicts, from bpf/parsing.h through the skeleton's types.
+// The verdicts, from bpf/lib/parsing.h through the skeleton's types.
 const TC_ACT_OK: i32 = types::tc_verdict::TC_ACT_OK.0 as i32;
 const TC_ACT_SHOT: i32 = types::tc_verdict::TC_ACT_SHOT.0 as i32;
 const DROP_PORT: u16 = 23;

@@ -12,15 +12,26 @@ fi
 TARGET=${LEBPF_TARGET:-target/debug}
 NAMESPACES=()
 PIDS=()
+LOG=$(mktemp)
 
 cleanup() {
-	# Ctrl-C the lessons first, so that they detach and unpin themselves.
+	# A second Ctrl-C must not cut the clean-up short.
+	trap '' INT TERM
+	# Ctrl-C the lessons first, so that they detach and unpin themselves,
+	# and give each up to 10 s to be gone.
 	for pid in "${PIDS[@]}"; do
-		kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+		kill -INT "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
 	done
 	for ns in "${NAMESPACES[@]}"; do
 		ip netns del "$ns" 2>/dev/null || true
 	done
+	rm -f "$LOG"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -47,8 +58,8 @@ link() {
 	ip -n "$4" link set "$5" up
 }
 
-# wait_for FILE TEXT: until TEXT appears in FILE (a lesson's stderr), 20 s
-# at most.
+# wait_for FILE TEXT: until TEXT appears in FILE (a lesson's stderr, such
+# as $LOG), 20 s at most.
 wait_for() {
 	for _ in $(seq 200); do
 		grep -q "$2" "$1" 2>/dev/null && return 0

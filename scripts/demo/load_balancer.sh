@@ -27,7 +27,6 @@ done
 ip netns exec "$LB" sysctl -qw net.ipv4.ip_forward=1
 LBBIN="$TARGET/load_balancer"
 PIN=/sys/fs/bpf/lebpf-demo-lb-$$
-LOG=$(mktemp)
 
 # connections N: N connections from the client, one line each; how many
 # each backend answered.
@@ -64,4 +63,3 @@ echo
 echo "New connections were spread by weight (about 1:2:3; each CPU walks the"
 echo "table on its own), and none went to b3 once it was draining."
 echo "Read docs/07-load_balancer.md for how."
-rm -f "$LOG"

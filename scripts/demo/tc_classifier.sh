@@ -11,7 +11,6 @@ netns B b
 link "$A" veth-a 10.11.0.1/24 "$B" veth-b 10.11.0.2/24
 
 say "tc_classifier on veth-a in namespace $A, dropping port 9000"
-LOG=$(mktemp)
 ip netns exec "$A" "$TARGET/tc_classifier" -i veth-a --drop-port 9000 --interval 2 --count 1 2>"$LOG" &
 pid=$!
 PIDS+=("$pid")
@@ -26,7 +25,6 @@ done
 
 wait "$pid"
 PIDS=()
-rm -f "$LOG"
 echo
 echo "udp ingress counts 10 packets, 5 of them dropped (port 9000); icmp is counted both ways."
 echo "Read docs/01-tc_classifier.md for what happened and why."

@@ -13,7 +13,6 @@ link "$A" veth-a 10.12.0.1/24 "$B" veth-b 10.12.0.2/24
 ip -n "$B" addr add 10.12.0.3/24 dev veth-b
 FW="$TARGET/xdp_firewall"
 PIN=/sys/fs/bpf/lebpf-demo-fw-$$
-LOG=$(mktemp)
 
 # ping -I SRC COUNT [INTERVAL]: B pings A from SRC; the summary line.
 ping_from() {
@@ -56,4 +55,3 @@ echo "\$ $FW stats --pin $PIN"
 echo
 echo "10.12.0.2's pings were dropped once it was blocked, and the flood was cut"
 echo "to the rate. Read docs/02-xdp_firewall.md for how."
-rm -f "$LOG"

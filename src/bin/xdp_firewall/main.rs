@@ -3,32 +3,36 @@
 //! invocation through its pinned maps.
 //!
 //! The kernel side is bpf/xdp_firewall.bpf.c; the chapter is
-//! docs/02-xdp_firewall.md.
+//! docs/02-xdp_firewall.md. This file is the spine (options; open,
+//! configure, load, fill, pin, attach, report, detach); `manage` holds the
+//! management commands and `stats` the report.
+
+mod manage;
+mod stats;
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, Program};
-use serde::Serialize;
+use libbpf_rs::Program;
 
 use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::pin::{self, OnExit, Pins};
 use learning_ebpf_rs::privileges::{self, Cap};
-use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkelBuilder};
-use learning_ebpf_rs::{cli, errors, link, maps, netif, report, signals, skel};
+use learning_ebpf_rs::skel::xdp_firewall::XdpFirewallSkelBuilder;
+use learning_ebpf_rs::{cli, errors, link, netif, signals, skel};
+
+use manage::{
+    add_to, insert, list, remove_from, stats, List, ALLOW_V4, ALLOW_V6, BLOCK_V4, BLOCK_V6,
+    COUNTERS,
+};
+use stats::{read_counters, report};
 
 const DEFAULT_PIN: &str = "/sys/fs/bpf/xdp_firewall";
-// The pinned maps' file names, which the management commands open.
-const BLOCK_V4: &str = "block_v4";
-const BLOCK_V6: &str = "block_v6";
-const ALLOW_V4: &str = "allow_v4";
-const ALLOW_V6: &str = "allow_v6";
-const COUNTERS: &str = "counters";
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -150,114 +154,6 @@ enum Mode {
     Skb,
     Native,
     Auto,
-}
-
-/// Which list a prefix goes in; the map names double as pin names.
-#[derive(Clone, Copy)]
-enum List {
-    Block,
-    Allow,
-}
-
-impl List {
-    fn map_name(self, cidr: &Cidr) -> &'static str {
-        match (self, cidr) {
-            (List::Block, Cidr::V4(..)) => BLOCK_V4,
-            (List::Block, Cidr::V6(..)) => BLOCK_V6,
-            (List::Allow, Cidr::V4(..)) => ALLOW_V4,
-            (List::Allow, Cidr::V6(..)) => ALLOW_V6,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            List::Block => "blocklist",
-            List::Allow => "allowlist",
-        }
-    }
-}
-
-const REASONS: [(types::fw_reason, &str); 5] = [
-    (types::fw_reason::FW_PASS, "pass"),
-    (types::fw_reason::FW_ALLOWED, "allowed"),
-    (types::fw_reason::FW_BLOCKED, "blocked"),
-    (types::fw_reason::FW_RATE_LIMITED, "rate_limited"),
-    (types::fw_reason::FW_MALFORMED, "malformed"),
-];
-
-/// Adds `cidr` to a list map. Returns false if it was there already.
-fn insert(map: &impl MapCore, cidr: &Cidr) -> Result<bool> {
-    let rule = types::fw_rule::default();
-    match map.update(&cidr.lpm_key(), maps::bytes_of(&rule), MapFlags::NO_EXIST) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("adding {cidr}")),
-    }
-}
-
-/// Totals per reason, summed over CPUs, in REASONS order.
-fn read_counters(map: &impl MapCore) -> Result<Vec<types::fw_counter>> {
-    REASONS
-        .iter()
-        .map(|(reason, _)| maps::percpu_sum(map, &reason.0.to_ne_bytes()))
-        .collect()
-}
-
-#[derive(Serialize)]
-struct Row {
-    reason: &'static str,
-    packets: u64,
-    bytes: u64,
-    pps: f64,
-}
-
-#[derive(Serialize)]
-struct Report {
-    time: String,
-    interval_s: f64,
-    counters: Vec<Row>,
-}
-
-fn report(
-    now: &[types::fw_counter],
-    prev: &[types::fw_counter],
-    secs: f64,
-    json: bool,
-) -> Result<()> {
-    let counters: Vec<Row> = REASONS
-        .iter()
-        .zip(now.iter().zip(prev))
-        .map(|((_, reason), (n, p))| Row {
-            reason,
-            packets: n.packets,
-            bytes: n.bytes,
-            pps: if secs > 0.0 {
-                (n.packets - p.packets) as f64 / secs
-            } else {
-                0.0
-            },
-        })
-        .collect();
-    let report = Report {
-        time: report::clock(),
-        interval_s: secs,
-        counters,
-    };
-    if json {
-        return report::print_json(&report);
-    }
-    println!("\n{}", report.time);
-    println!(
-        "{:<13} {:>12} {:>14} {:>12}",
-        "VERDICT", "PACKETS", "BYTES", "PKT/S"
-    );
-    for r in &report.counters {
-        println!(
-            "{:<13} {:>12} {:>14} {:>12.1}",
-            r.reason, r.packets, r.bytes, r.pps
-        );
-    }
-    Ok(())
 }
 
 /// The resolution of CLOCK_MONOTONIC_COARSE, which bpf_ktime_get_coarse_ns()
@@ -418,83 +314,6 @@ fn run(args: RunArgs) -> Result<()> {
     drop(pins);
     eprintln!("Detached from {iface}.");
     Ok(())
-}
-
-fn open_pinned(dir: &Path, name: &str) -> Result<MapHandle> {
-    pin::open_map(dir, name, "xdp_firewall")
-}
-
-/// Adds `cidrs` to the running firewall's `list`.
-fn add_to(list: List, cidrs: &[Cidr], dir: &Path) -> Result<()> {
-    privileges::require(&[Cap::Bpf])?;
-    for cidr in cidrs {
-        let map = open_pinned(dir, list.map_name(cidr))?;
-        if insert(&map, cidr)? {
-            println!("{cidr} added to the {}", list.name());
-        } else {
-            println!("{cidr} is already on the {}", list.name());
-        }
-    }
-    Ok(())
-}
-
-/// Removes `cidrs` from the running firewall's `list`.
-fn remove_from(list: List, cidrs: &[Cidr], dir: &Path) -> Result<()> {
-    privileges::require(&[Cap::Bpf])?;
-    for cidr in cidrs {
-        let map = open_pinned(dir, list.map_name(cidr))?;
-        match map.delete(&cidr.lpm_key()) {
-            Ok(()) => println!("{cidr} removed from the {}", list.name()),
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {
-                bail!("{cidr} is not on the {}", list.name())
-            }
-            Err(e) => return Err(e).with_context(|| format!("removing {cidr}")),
-        }
-    }
-    Ok(())
-}
-
-fn list(dir: &Path, json: bool) -> Result<()> {
-    privileges::require(&[Cap::Bpf])?;
-    if !json {
-        println!("{:<10} {:<44} {:>12}", "LIST", "PREFIX", "HITS");
-    }
-    for (list, name) in [
-        ("allow", ALLOW_V4),
-        ("allow", ALLOW_V6),
-        ("block", BLOCK_V4),
-        ("block", BLOCK_V6),
-    ] {
-        let map = open_pinned(dir, name)?;
-        let mut entries = Vec::new();
-        for key in map.keys() {
-            let Some(cidr) = Cidr::from_lpm_key(&key) else {
-                continue;
-            };
-            let hits = match map.lookup(&key, MapFlags::ANY)? {
-                Some(v) => maps::from_bytes::<types::fw_rule>(&v)?.hits,
-                None => continue, // removed meanwhile
-            };
-            entries.push((cidr, hits));
-        }
-        entries.sort();
-        for (cidr, hits) in entries {
-            if json {
-                let entry =
-                    serde_json::json!({"list": list, "prefix": cidr.to_string(), "hits": hits});
-                println!("{entry}");
-            } else {
-                println!("{list:<10} {:<44} {hits:>12}", cidr.to_string());
-            }
-        }
-    }
-    Ok(())
-}
-
-fn stats(dir: &Path, json: bool) -> Result<()> {
-    privileges::require(&[Cap::Bpf])?;
-    let counters = read_counters(&open_pinned(dir, COUNTERS)?)?;
-    report(&counters, &counters, 0.0, json)
 }
 
 fn main() {

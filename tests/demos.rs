@@ -45,7 +45,17 @@ fn assert_clean(pid: u32) {
     }
 }
 
+/// One demo at a time, as a reader runs them: each makes and removes
+/// namespaces and processes of its own, and two at once would only test
+/// how they get in each other's way.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn run(lesson: &str) -> String {
+    let _one = one_at_a_time();
     let child = demo(lesson)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,6 +168,7 @@ fn load_balancer_demo_spreads_by_weight_then_drains() {
 #[test]
 fn a_demo_interrupted_by_ctrl_c_leaves_nothing() {
     require_privileges!("a_demo_interrupted_by_ctrl_c_leaves_nothing");
+    let _one = one_at_a_time();
     let mut cmd = demo("load_balancer");
     // Its own process group, which Ctrl-C in a terminal signals whole.
     cmd.process_group(0);

@@ -15,26 +15,47 @@ PIDS=()
 LOG=$(mktemp)
 
 cleanup() {
-	# A second Ctrl-C must not cut the clean-up short.
+	# A second Ctrl-C must not cut the clean-up short (it would interrupt
+	# the waits below and leave a lesson still unpinning itself).
 	trap '' INT TERM
 	# Ctrl-C the lessons first, so that they detach and unpin themselves,
-	# and give each up to 10 s to be gone.
+	# then wait for each (they are this shell's children).
 	for pid in "${PIDS[@]}"; do
 		kill -INT "$pid" 2>/dev/null || true
 	done
 	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
+		wait "$pid" 2>/dev/null || true
 	done
+	# Another demo's `ip netns` running at the same moment can make one
+	# attempt fail: try again, and say so if the namespace stays.
 	for ns in "${NAMESPACES[@]}"; do
-		ip netns del "$ns" 2>/dev/null || true
+		for try in 1 2 3 4 5; do
+			ip netns del "$ns" 2>/dev/null && break
+			ip netns list | grep -qw "^$ns" || break
+			[ "$try" = 5 ] && echo "could not remove network namespace $ns" >&2
+			sleep 0.2
+		done
 	done
 	rm -f "$LOG"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Ignore any further INT/TERM first: bash may run this trap twice for one
+# Ctrl-C (for its own signal, and again for a child that died of it), and a
+# second `exit` inside the EXIT trap would end the shell before clean-up.
+trap 'trap "" INT TERM; exit 130' INT TERM
+
+# in_ns NAME COMMAND...: COMMAND in network namespace NAME. `nsenter --net`
+# changes only the network namespace. `ip netns exec` would also give the
+# command a mount namespace of its own, with a fresh /sys (no /sys/fs/bpf)
+# and a copy of every namespace mount, which keeps `ip netns del` from
+# removing those while the command runs.
+# (A process started in the background calls nsenter itself, so that $! is
+# the process, not a subshell.)
+in_ns() {
+	local ns=$1
+	shift
+	nsenter --net="/run/netns/$ns" "$@"
+}
 
 # netns VAR NAME: a namespace (unique to this run) with its loopback up;
 # its full name goes into the variable VAR.
@@ -44,7 +65,7 @@ netns() {
 	NAMESPACES+=("$name")
 	ip -n "$name" link set lo up
 	# New namespaces copy the host's IPv4 forwarding: start from off.
-	ip netns exec "$name" sysctl -qw net.ipv4.ip_forward=0
+	in_ns "$name" sysctl -qw net.ipv4.ip_forward=0
 	printf -v "$1" '%s' "$name"
 }
 

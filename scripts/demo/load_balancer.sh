@@ -20,11 +20,11 @@ for i in 1 2 3; do
 	link "$ns" eth0 "10.41.$i.2/24" "$LB" "b$i" "10.41.$i.1/24"
 	ip -n "$ns" route add default via "10.41.$i.1"
 	# The server: each connection gets "b<i> <line>" back for every line.
-	ip netns exec "$ns" socat TCP-LISTEN:8080,fork,reuseaddr EXEC:"scripts/demo/answer.sh b$i" &
+	nsenter --net="/run/netns/$ns" socat TCP-LISTEN:8080,fork,reuseaddr EXEC:"scripts/demo/answer.sh b$i" &
 	PIDS+=($!)
 	BACKENDS+=("10.41.$i.2:8080")
 done
-ip netns exec "$LB" sysctl -qw net.ipv4.ip_forward=1
+in_ns "$LB" sysctl -qw net.ipv4.ip_forward=1
 LBBIN="$TARGET/load_balancer"
 PIN=/sys/fs/bpf/lebpf-demo-lb-$$
 
@@ -32,7 +32,7 @@ PIN=/sys/fs/bpf/lebpf-demo-lb-$$
 # each backend answered.
 connections() {
 	for _ in $(seq "$1"); do
-		echo hello | ip netns exec "$CLIENT" socat -t 2 - "TCP:$VIP,connect-timeout=2" | cut -d' ' -f1
+		echo hello | in_ns "$CLIENT" socat -t 2 - "TCP:$VIP,connect-timeout=2" | cut -d' ' -f1
 	done | sort | uniq -c | awk '{ printf "  %s answered %d\n", $2, $1 }'
 }
 

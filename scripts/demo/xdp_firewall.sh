@@ -16,7 +16,7 @@ PIN=/sys/fs/bpf/lebpf-demo-fw-$$
 
 # ping -I SRC COUNT [INTERVAL]: B pings A from SRC; the summary line.
 ping_from() {
-	ip netns exec "$B" ping -q -n -I "$1" -c "$2" -i "${3:-0.05}" -W 1 10.12.0.1 |
+	in_ns "$B" ping -q -n -I "$1" -c "$2" -i "${3:-0.05}" -W 1 10.12.0.1 |
 		grep 'packets transmitted' || true
 }
 

@@ -13,6 +13,16 @@ use learning_ebpf_rs::testing::Running;
 const BIN: &str = env!("CARGO_BIN_EXE_execsnoop");
 const THREADS: &str = env!("CARGO_BIN_EXE_execsnoop_threads");
 
+/// Every test here starts processes that are children of this test
+/// process, and the tests that trace `-p <this process>` would see the
+/// other tests' processes too (and lose an event that lands while their
+/// perf buffer is still being set up): one test at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Starts execsnoop for process `pid` and its children; returns once the
 /// tracepoints are attached.
 fn start(pid: u32, extra: &[&str]) -> Running {
@@ -88,12 +98,14 @@ fn events_of_own_children(transport: &[&str]) {
 #[test]
 fn ring_buffer_events_of_own_children() {
     require_privileges!("ring_buffer_events_of_own_children");
+    let _one = one_at_a_time();
     events_of_own_children(&[]);
 }
 
 #[test]
 fn perf_buffer_events_of_own_children() {
     require_privileges!("perf_buffer_events_of_own_children");
+    let _one = one_at_a_time();
     events_of_own_children(&["--perf-buffer"]);
 }
 
@@ -120,6 +132,7 @@ fn story(events: &[Value], pid: u32) -> Vec<(String, String)> {
 #[test]
 fn one_exit_per_process_when_its_last_thread_leaves() {
     require_privileges!("one_exit_per_process_when_its_last_thread_leaves");
+    let _one = one_at_a_time();
     let snoop = start(std::process::id(), &[]);
 
     let mut leader_first = Command::new(THREADS)
@@ -205,18 +218,21 @@ fn overflow(transport: &[&str]) {
 #[test]
 fn ring_buffer_overflow_is_counted() {
     require_privileges!("ring_buffer_overflow_is_counted");
+    let _one = one_at_a_time();
     overflow(&[]);
 }
 
 #[test]
 fn perf_buffer_overflow_is_counted() {
     require_privileges!("perf_buffer_overflow_is_counted");
+    let _one = one_at_a_time();
     overflow(&["--perf-buffer"]);
 }
 
 #[test]
 fn bad_input_gives_one_line() {
     require_privileges!("bad_input_gives_one_line");
+    let _one = one_at_a_time();
     for (args, needle) in [
         (vec!["--buffer-kib", "3"], "power of two"),
         (vec!["-p", "0"], "--pid"),

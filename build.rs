@@ -160,7 +160,8 @@ fn integer_layout(ty: &str) -> Option<(usize, usize)> {
 /// the struct and field, if one breaks the rule. Returns, for each struct
 /// whose fields are all u64 (the lessons' counters), its field names.
 fn check_plain(stem: &str, skel: &Path, structs: &[String]) -> Vec<(String, Vec<String>)> {
-    let text = fs::read_to_string(skel).unwrap_or_default();
+    let text = fs::read_to_string(skel)
+        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", skel.display())));
     let mut counters = Vec::new();
     for name in structs {
         let Some(fields) = struct_fields(&text, name) else {

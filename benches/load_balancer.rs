@@ -2,9 +2,11 @@
 //! load balancer, against the same topology balanced by nftables DNAT with
 //! numgen, measured in one run. `cargo bench --bench load_balancer` (root).
 //!
-//! Two views: end to end (what the client sees, with the client and the
-//! backends on the same 2 CPUs), and per second of the balancer's own CPU
-//! time (its packet work steered to one CPU and measured there).
+//! Three views: end to end (what the client sees, with the client and the
+//! backends on the same 2 CPUs); per second of the balancer's CPU (its
+//! packet work steered to one CPU and measured there, with what that CPU's
+//! time went to); and UDP floods that keep that CPU busy. docs/benchmarks.md
+//! has the method and the results.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

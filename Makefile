@@ -72,12 +72,12 @@ build/%.bpf.o: %.bpf.c $(BPF_HDRS) $(VMLINUX) scripts/bpf-cflags
 		-I headers/$(ARCH) -I bpf -I bpf/lib -c $< -o $@
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 	clang-format -i $(C_FILES)
 
 lint: check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) fmt --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
 	clang-format --dry-run --Werror $(C_FILES)
 
 bench: check

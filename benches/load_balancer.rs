@@ -8,16 +8,22 @@
 //! time went to); and UDP floods that keep that CPU busy. docs/benchmarks.md
 //! has the method and the results.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use etherparse::PacketBuilder;
-use learning_ebpf_rs::bench::{cpu_idle_secs, flood, median, pin_process, softirqs};
 use learning_ebpf_rs::privileges::{has_cap, Cap};
-use learning_ebpf_rs::testing::lb_topology::{
+use testkit::bench::{cpu_idle_secs, flood, median, softirqs};
+use testkit::packets::{self, Segment};
+
+// The tests' topology (client, router, three backends), shared by path.
+#[path = "../tests/load_balancer/topology.rs"]
+#[allow(dead_code)]
+mod topology;
+
+use testkit::{pin_process, run_cmd, BpfFs, NetNs, Running};
+use topology::{
     backend_arg, backend_ip, connect_to, one_connection_to, Topology, BACKEND_PORT, VIP, VIP_PORT,
 };
-use learning_ebpf_rs::testing::{run_cmd, BpfFs, NetNs, Running};
 
 const CONNECTIONS: usize = 2000;
 const WORKERS: usize = 4;
@@ -201,13 +207,8 @@ fn udp_frames(topo: &Topology, target: Target, flows: usize) -> Vec<Vec<u8>> {
             let SocketAddr::V4(dst) = dst else {
                 unreachable!()
             };
-            let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
-                .ipv4([10, 20, 0, 2], dst.ip().octets(), 64)
-                .udp(1024 + n as u16, dst.port());
-            let payload = [0u8; 18];
-            let mut frame = Vec::with_capacity(builder.size(payload.len()));
-            builder.write(&mut frame, &payload).unwrap();
-            frame
+            let src = SocketAddrV4::new(Ipv4Addr::new(10, 20, 0, 2), 1024 + n as u16);
+            packets::ipv4((src_mac, dst_mac), src, dst, Segment::Udp, &[0u8; 18])
         })
         .collect()
 }

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
 
-use learning_ebpf_rs::bench::median;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::bufbench::BufbenchSkelBuilder;
-use learning_ebpf_rs::testing::pin_thread;
+use testkit::bench::median;
+use testkit::pin_thread;
 
 const EVENTS: u64 = 2_000_000;
 const ROUNDS: usize = 3;

@@ -5,27 +5,25 @@
 //! `cargo bench --bench tc_classifier` (root).
 
 use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
-use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use learning_ebpf_rs::bench::{median, test_run_ns};
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
 use learning_ebpf_rs::skel::tc_classifier::TcClassifierSkelBuilder;
+use testkit::bench::{median, test_run_ns};
+use testkit::packets::{self, Segment, MAC_A, MAC_B};
 
 const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 5;
 
+/// A 118-byte IPv4/TCP frame to `dport`.
 fn tcp_frame(dport: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-        .tcp(40000, dport, 1, 64240)
-        .write(&mut out, &[0u8; 64])
-        .unwrap();
-    out
+    let src = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
+    let dst = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), dport);
+    packets::ipv4((MAC_B, MAC_A), src, dst, Segment::Syn, &[0u8; 64])
 }
 
 fn main() {

@@ -11,35 +11,31 @@
 //! `cargo bench --bench xdp_firewall` (root).
 
 use std::mem::MaybeUninit;
+use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use etherparse::PacketBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramMut};
 
-use learning_ebpf_rs::bench::{clock_ticks, cpu_jiffies, flood, median, test_run_ns};
 use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
 use learning_ebpf_rs::skel::trafficgen::TrafficgenSkelBuilder;
 use learning_ebpf_rs::skel::xdp_firewall::XdpFirewallSkelBuilder;
-use learning_ebpf_rs::testing::{
-    run_cmd, BpfFs, NetNs, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B,
-};
+use testkit::bench::{clock_ticks, cpu_jiffies, flood, median, test_run_ns};
+use testkit::packets::{self, Segment, MAC_A, MAC_B};
+use testkit::{run_cmd, BpfFs, NetNs, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B};
 
 const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 5;
 const PREFIXES: u32 = 10_000;
 
+/// A 60-byte IPv4/UDP frame from `src` to `dst`, port 9.
 fn udp_frame(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xb], [2, 0, 0, 0, 0, 0xa])
-        .ipv4(src, dst, 64)
-        .udp(40000, 9)
-        .write(&mut out, &[0u8; 18])
-        .unwrap();
-    out
+    let src = SocketAddrV4::new(src.into(), 40000);
+    let dst = SocketAddrV4::new(dst.into(), 9);
+    packets::ipv4((MAC_B, MAC_A), src, dst, Segment::Udp, &[0u8; 18])
 }
 
 /// 10,000 distinct prefixes in 100.64.0.0/10, /20 to /32: none contains the

@@ -1,10 +1,10 @@
 //! learning-ebpf-rs: the code the lessons share.
 //!
 //! Each lesson is `bpf/<lesson>.bpf.c` (kernel side) plus `src/bin/<lesson>.rs`
-//! (user space); what several binaries or tests need lives here, the way bcc
-//! keeps its trace_helpers.
+//! (user space); what several lesson binaries need lives here, the way bcc
+//! keeps its trace_helpers. What only the tests and benchmarks need is in
+//! the `testkit` crate (testkit/), which the binaries never build.
 
-pub mod bench;
 pub mod cidr;
 pub mod cli;
 pub mod errors;
@@ -17,7 +17,6 @@ pub mod privileges;
 pub mod report;
 pub mod signals;
 pub mod tc;
-pub mod testing;
 pub mod trace;
 
 pub mod skel {

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use learning_ebpf_rs::require_privileges;
-use learning_ebpf_rs::testing::Running;
+use testkit::{require_privileges, Running};
 
 /// The directory of the lesson binaries that cargo built for this test.
 fn target() -> &'static str {

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use learning_ebpf_rs::require_privileges;
-use learning_ebpf_rs::testing::Running;
+use testkit::{assert_bad_inputs, require_privileges, BadInput, Exit, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_execsnoop");
 const THREADS: &str = env!("CARGO_BIN_EXE_execsnoop_threads");
@@ -233,15 +232,33 @@ fn perf_buffer_overflow_is_counted() {
 fn bad_input_gives_one_line() {
     require_privileges!("bad_input_gives_one_line");
     let _one = one_at_a_time();
-    for (args, needle) in [
-        (vec!["--buffer-kib", "3"], "power of two"),
-        (vec!["-p", "0"], "--pid"),
-        (vec!["--bogus"], "--bogus"),
-    ] {
-        let out = Command::new(BIN).args(&args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
-    }
+    let cases = [
+        BadInput {
+            name: "buffer size not a power of two",
+            args: &["--buffer-kib", "3"],
+            exit: Exit::Code(2),
+            says: "power of two",
+        },
+        BadInput {
+            name: "pid zero",
+            args: &["-p", "0"],
+            exit: Exit::Code(2),
+            says: "--pid",
+        },
+        BadInput {
+            name: "unknown option",
+            args: &["--bogus"],
+            exit: Exit::Code(2),
+            says: "--bogus",
+        },
+    ];
+    assert_bad_inputs(
+        &cases,
+        |case| {
+            let mut cmd = Command::new(BIN);
+            cmd.args(case.args);
+            cmd
+        },
+        |_| {},
+    );
 }

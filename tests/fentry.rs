@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use learning_ebpf_rs::require_privileges;
-use learning_ebpf_rs::testing::Running;
+use testkit::{require_privileges, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fentry");
 

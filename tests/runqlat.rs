@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use learning_ebpf_rs::hist::slot;
-use learning_ebpf_rs::require_privileges;
-use learning_ebpf_rs::testing::{pin_thread, Running};
+use testkit::{pin_thread, require_privileges, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runqlat");
 const ROUNDS: usize = 10;

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use learning_ebpf_rs::require_privileges;
-use learning_ebpf_rs::testing::Running;
+use testkit::{assert_bad_inputs, require_privileges, BadInput, Exit, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uprobe");
 const TARGET: &str = env!("CARGO_BIN_EXE_uprobe_target");
@@ -124,29 +123,39 @@ fn return_value_as_the_c_type_holds_it() {
 #[test]
 fn bad_input_gives_one_line() {
     require_privileges!("bad_input_gives_one_line");
-    let cases: [(&[&str], &str); 4] = [
-        (
-            &["-b", TARGET, "-f", "no_such_function"],
-            "function 'no_such_function' not found",
-        ),
-        (
-            &["-b", "/nonexistent/prog", "-f", "main"],
-            "/nonexistent/prog does not exist",
-        ),
-        (
-            &["-b", TARGET, "-f", "lebpf_add", "-p", "999999999"],
-            "no process with pid 999999999",
-        ),
-        (
-            &["-b", TARGET, "-f", "lebpf_add", "--string-arg", "3"],
-            "--string-arg",
-        ),
+    let cases = [
+        BadInput {
+            name: "unknown function",
+            args: &["-b", TARGET, "-f", "no_such_function"],
+            exit: Exit::Fails,
+            says: "function 'no_such_function' not found",
+        },
+        BadInput {
+            name: "no such binary",
+            args: &["-b", "/nonexistent/prog", "-f", "main"],
+            exit: Exit::Fails,
+            says: "/nonexistent/prog does not exist",
+        },
+        BadInput {
+            name: "no such process",
+            args: &["-b", TARGET, "-f", "lebpf_add", "-p", "999999999"],
+            exit: Exit::Fails,
+            says: "no process with pid 999999999",
+        },
+        BadInput {
+            name: "string argument out of range",
+            args: &["-b", TARGET, "-f", "lebpf_add", "--string-arg", "3"],
+            exit: Exit::Fails,
+            says: "--string-arg",
+        },
     ];
-    for (args, needle) in cases {
-        let out = Command::new(BIN).args(args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(0), "{args:?}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
-    }
+    assert_bad_inputs(
+        &cases,
+        |case| {
+            let mut cmd = Command::new(BIN);
+            cmd.args(case.args);
+            cmd
+        },
+        |_| {},
+    );
 }

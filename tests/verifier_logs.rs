@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use libbpf_rs::{ObjectBuilder, PrintLevel};
 
-use learning_ebpf_rs::require_privileges;
+use testkit::require_privileges;
 
 /// libbpf's messages, the verifier log among them. One test at a time
 /// owns it (libbpf's print callback is global).

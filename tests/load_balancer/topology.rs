@@ -1,6 +1,7 @@
-//! The load balancer's test topology, shared by its tests and benchmark:
-//! a client, a router for the load balancer, and three backends whose TCP
-//! and UDP servers answer every line with their own name ("b1 <line>").
+//! The load balancer's test topology: a client, a router for the load
+//! balancer, and three backends whose TCP and UDP servers answer every line
+//! with their own name ("b1 <line>"). The benchmark uses it too
+//! (benches/load_balancer.rs includes this file).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::testing::{add_addr, run_cmd, veth, NetNs};
+use testkit::{add_addr, run_cmd, veth, NetNs};
 
 /// The virtual address clients connect to (outside every subnet, so the
 /// client routes it to the load balancer).

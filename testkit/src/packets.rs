@@ -1,8 +1,9 @@
-//! Test packets, built with etherparse rather than written out as bytes, and
-//! small helpers shared by the packet lessons' tests.
-#![allow(dead_code)]
+//! Test packets, built with etherparse rather than written out as bytes:
+//! frames with VLAN tags, IP options and extension headers for the parsers'
+//! tests ([`packet`]), and plain IPv4 TCP or UDP frames between two given
+//! endpoints for the benchmarks and translation tests ([`ipv4`]).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use etherparse::{
     ArpHardwareId, ArpOperation, ArpPacket, EtherType, Ethernet2Header, IpFragOffset, IpHeaders,
@@ -186,5 +187,43 @@ pub fn v6_chain(n: usize, l4: L4) -> Vec<u8> {
     out.extend_from_slice(upper);
     let payload_len = (out.len() - 14 - 40) as u16;
     out[14 + 4..14 + 6].copy_from_slice(&payload_len.to_be_bytes());
+    out
+}
+
+/// What an [`ipv4`] frame carries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Segment {
+    /// A TCP SYN (sequence number 1000): a new connection.
+    Syn,
+    /// A TCP ACK of the SYN's answer (sequence number 1001): a known one.
+    Ack,
+    Udp,
+}
+
+/// An IPv4 frame from `src` to `dst`, from MAC address `src_mac` to
+/// `dst_mac`, with `payload` after the TCP or UDP header. Checksums and
+/// lengths are filled in by etherparse.
+pub fn ipv4(
+    (src_mac, dst_mac): ([u8; 6], [u8; 6]),
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    segment: Segment,
+    payload: &[u8],
+) -> Vec<u8> {
+    let ip =
+        PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.ip().octets(), dst.ip().octets(), 64);
+    let mut out = Vec::new();
+    match segment {
+        Segment::Syn => ip
+            .tcp(src.port(), dst.port(), 1000, 64240)
+            .syn()
+            .write(&mut out, payload),
+        Segment::Ack => ip
+            .tcp(src.port(), dst.port(), 1001, 64240)
+            .ack(1)
+            .write(&mut out, payload),
+        Segment::Udp => ip.udp(src.port(), dst.port()).write(&mut out, payload),
+    }
+    .expect("etherparse writes into a Vec");
     out
 }

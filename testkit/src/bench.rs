@@ -43,18 +43,6 @@ pub fn clock_ticks() -> f64 {
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
 }
 
-/// Restricts every thread of this process (and what they start later) to
-/// the CPUs in `cpus`.
-pub fn pin_process(cpus: &[usize]) {
-    let set = crate::testing::cpu_set(cpus);
-    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
-        let tid: libc::pid_t = task.unwrap().file_name().to_string_lossy().parse().unwrap();
-        // SAFETY: a valid cpu_set_t of the size passed. A thread that has
-        // ended meanwhile gives ESRCH, which is fine.
-        unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
-    }
-}
-
 /// How many times softirq `name` (NET_RX, TIMER...) has run on CPU `cpu`
 /// since boot, from /proc/softirqs. For the packets that receive packet
 /// steering sends to an idle CPU, each NET_RX run is one wake-up of it.
@@ -81,7 +69,7 @@ pub fn cpu_idle_secs(cpu: usize) -> f64 {
 /// flow; many: many flows), and stopping early after `limit`. Returns the
 /// number sent. The sender pays for an sk_buff per frame.
 pub fn flood(
-    ns: &crate::testing::NetNs,
+    ns: &crate::NetNs,
     dev: &str,
     frames: &[Vec<u8>],
     count: usize,

@@ -11,8 +11,8 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use learning_ebpf_rs::privileges::{has_cap, Cap};
-use testkit::bench::{cpu_idle_secs, flood, median, softirqs};
+use learning_ebpf_rs::privileges::Cap;
+use testkit::bench::{can_run, cpu_idle_secs, flood, median, softirqs};
 use testkit::packets::{self, Segment};
 
 // The tests' topology (client, router, three backends), shared by path.
@@ -342,8 +342,7 @@ fn print_table(title: &str, unit: &str, rows: &[(String, Vec<f64>)]) {
 }
 
 fn main() {
-    if !(has_cap(Cap::Bpf) && has_cap(Cap::NetAdmin)) {
-        eprintln!("SKIPPED load_balancer bench: needs root");
+    if !can_run("load_balancer", &[Cap::Bpf, Cap::NetAdmin]) {
         return;
     }
     let topo = Topology::new().unwrap();

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{PerfBufferBuilder, RingBufferBuilder};
 
-use learning_ebpf_rs::privileges::{has_cap, Cap};
+use learning_ebpf_rs::privileges::Cap;
 use learning_ebpf_rs::skel::bufbench::BufbenchSkelBuilder;
-use testkit::bench::median;
+use testkit::bench::{can_run, median};
 use testkit::pin_thread;
 
 const EVENTS: u64 = 2_000_000;
@@ -187,8 +187,7 @@ fn run(mode: Mode) -> (u64, u64, f64) {
 }
 
 fn main() {
-    if !(has_cap(Cap::Bpf) && has_cap(Cap::Perfmon)) {
-        eprintln!("SKIPPED ringbuf_vs_perfbuf bench: needs root");
+    if !can_run("ringbuf_vs_perfbuf", &[Cap::Bpf, Cap::Perfmon]) {
         return;
     }
     let modes = [

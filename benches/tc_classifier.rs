@@ -7,13 +7,12 @@
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use learning_ebpf_rs::privileges::{has_cap, Cap};
+use learning_ebpf_rs::privileges::Cap;
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
 use learning_ebpf_rs::skel::tc_classifier::TcClassifierSkelBuilder;
-use testkit::bench::{median, test_run_ns};
+use testkit::bench::{can_run, load, median, test_run_ns};
 use testkit::packets::{self, Segment, MAC_A, MAC_B};
 
 const REPEAT: u32 = 1_000_000;
@@ -27,22 +26,13 @@ fn tcp_frame(dport: u16) -> Vec<u8> {
 }
 
 fn main() {
-    if !(has_cap(Cap::Bpf) && has_cap(Cap::NetAdmin)) {
-        eprintln!("SKIPPED tc_classifier bench: needs root");
+    if !can_run("tc_classifier", &[Cap::Bpf, Cap::NetAdmin]) {
         return;
     }
     let mut noop_obj = MaybeUninit::uninit();
-    let noop = NoopSkelBuilder::default()
-        .open(&mut noop_obj)
-        .unwrap()
-        .load()
-        .unwrap();
+    let noop = load(NoopSkelBuilder::default(), &mut noop_obj);
     let mut obj = MaybeUninit::uninit();
-    let skel = TcClassifierSkelBuilder::default()
-        .open(&mut obj)
-        .unwrap()
-        .load()
-        .unwrap();
+    let skel = load(TcClassifierSkelBuilder::default(), &mut obj);
     for port in [23u16, 2323, 8023] {
         skel.maps
             .drop_ports

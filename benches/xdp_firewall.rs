@@ -19,11 +19,11 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramMut};
 
 use learning_ebpf_rs::cidr::Cidr;
-use learning_ebpf_rs::privileges::{has_cap, Cap};
+use learning_ebpf_rs::privileges::Cap;
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
 use learning_ebpf_rs::skel::trafficgen::TrafficgenSkelBuilder;
 use learning_ebpf_rs::skel::xdp_firewall::XdpFirewallSkelBuilder;
-use testkit::bench::{clock_ticks, cpu_jiffies, flood, median, test_run_ns};
+use testkit::bench::{can_run, clock_ticks, cpu_jiffies, flood, load, median, test_run_ns};
 use testkit::packets::{self, Segment, MAC_A, MAC_B};
 use testkit::{run_cmd, BpfFs, NetNs, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B};
 
@@ -53,20 +53,12 @@ fn blocklist() -> Vec<Cidr> {
 
 fn test_run_bench() {
     let mut noop_obj = MaybeUninit::uninit();
-    let noop = NoopSkelBuilder::default()
-        .open(&mut noop_obj)
-        .unwrap()
-        .load()
-        .unwrap();
+    let noop = load(NoopSkelBuilder::default(), &mut noop_obj);
 
     // Two firewalls: one without, one with the rate limiter (set so high
     // that it never limits: the cost of the bucket update is what we see).
     let mut plain_obj = MaybeUninit::uninit();
-    let plain = XdpFirewallSkelBuilder::default()
-        .open(&mut plain_obj)
-        .unwrap()
-        .load()
-        .unwrap();
+    let plain = load(XdpFirewallSkelBuilder::default(), &mut plain_obj);
     let mut limited_obj = MaybeUninit::uninit();
     let mut open = XdpFirewallSkelBuilder::default()
         .open(&mut limited_obj)
@@ -341,8 +333,7 @@ fn flood_bench(gen: Generator, title: &str) {
 }
 
 fn main() {
-    if !(has_cap(Cap::Bpf) && has_cap(Cap::NetAdmin)) {
-        eprintln!("SKIPPED xdp_firewall bench: needs root");
+    if !can_run("xdp_firewall", &[Cap::Bpf, Cap::NetAdmin]) {
         return;
     }
     test_run_bench();

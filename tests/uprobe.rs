@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use testkit::{assert_bad_inputs, require_privileges, BadInput, Exit, Running};
+use testkit::{assert_bad_args, require_privileges, BadInput, Exit, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uprobe");
 const TARGET: &str = env!("CARGO_BIN_EXE_uprobe_target");
@@ -149,13 +149,5 @@ fn bad_input_gives_one_line() {
             says: "--string-arg",
         },
     ];
-    assert_bad_inputs(
-        &cases,
-        |case| {
-            let mut cmd = Command::new(BIN);
-            cmd.args(case.args);
-            cmd
-        },
-        |_| {},
-    );
+    assert_bad_args(BIN, &cases);
 }

@@ -64,6 +64,21 @@ pub fn assert_bad_inputs(
     }
 }
 
+/// [`assert_bad_inputs`] for a lesson run as `bin ARGS` whose every
+/// attachment is a bpf_link its process holds: nothing of it can outlive the
+/// process, so there is nothing to look for afterwards.
+pub fn assert_bad_args(bin: &str, cases: &[BadInput]) {
+    assert_bad_inputs(
+        cases,
+        |case| {
+            let mut cmd = Command::new(bin);
+            cmd.args(case.args);
+            cmd
+        },
+        |_| {},
+    );
+}
+
 /// Asserts that a command failed with one line on stderr holding every
 /// one of `needles`.
 pub fn assert_one_line_error(out: &Output, needles: &[&str]) {

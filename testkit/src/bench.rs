@@ -1,5 +1,12 @@
 //! Small helpers the benchmarks share.
 
+use std::mem::MaybeUninit;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::OpenObject;
+
+use learning_ebpf_rs::privileges::{has_cap, Cap};
+
 /// The median of some measurements (the upper one of the middle two for an
 /// even count).
 pub fn median(mut values: Vec<f64>) -> f64 {
@@ -121,4 +128,28 @@ pub fn flood(
             sent
         }
     })
+}
+
+/// Opens and loads a skeleton as it is (no configuration between the two
+/// steps): the baselines and the lessons in their default setting.
+pub fn load<'obj, B: SkelBuilder<'obj>>(
+    builder: B,
+    object: &'obj mut MaybeUninit<OpenObject>,
+) -> <B::Output as OpenSkel<'obj>>::Output {
+    builder
+        .open(object)
+        .expect("opening the BPF object")
+        .load()
+        .expect("loading the BPF object")
+}
+
+/// Whether the benchmark `name` has the capabilities it needs; if not, it
+/// says so and should return (a benchmark is run by hand, never in CI).
+pub fn can_run(name: &str, caps: &[Cap]) -> bool {
+    let missing: Vec<&Cap> = caps.iter().filter(|&&cap| !has_cap(cap)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!("SKIPPED {name} bench: needs root (missing {missing:?})");
+    false
 }

@@ -29,7 +29,8 @@ mod process;
 mod topology;
 
 pub use bad_input::{
-    assert_bad_inputs, assert_one_line_error, BadInput, Exit, HIDDEN_BY_IP_NETNS_EXEC,
+    assert_bad_args, assert_bad_inputs, assert_one_line_error, BadInput, Exit,
+    HIDDEN_BY_IP_NETNS_EXEC,
 };
 pub use bpffs::{BpfFs, HostPinDir};
 pub use cpu::{cpu_set, pin_process, pin_thread};

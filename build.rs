@@ -6,8 +6,12 @@
 //! clang is run here rather than through libbpf-cargo's builder for two
 //! reasons: its `-MD` depfile tells which headers each object read, so that
 //! touching one `.bpf.c` rebuilds only that object, and its warnings can be
-//! shown (`cargo:warning`) instead of being dropped. libbpf-cargo then only
-//! generates the skeleton from the object.
+//! shown (`cargo:warning`) instead of being dropped. libbpf's static linker
+//! then copies the object without its DWARF debug info (`bpftool gen object`
+//! does the same): the skeleton embeds the object as a byte array, and the
+//! DWARF of vmlinux.h's types is over 90% of it, while BTF, which the loader
+//! and the verifier's source-line annotations use, stays. libbpf-cargo then
+//! only generates the skeleton from the linked object.
 //!
 //! Each missing prerequisite ends the build with one line that names the
 //! `make` target that fixes it.
@@ -71,6 +75,35 @@ fn write_if_changed(path: &Path, content: &[u8]) {
 
 fn mtime(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Writes `input` to `output` through libbpf's BPF static linker, which
+/// keeps programs, maps, BTF and BTF.ext and leaves out DWARF sections.
+fn link_without_dwarf(input: &Path, output: &Path) -> Result<(), String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    let c_path = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
+    let (input_c, output_c) = (c_path(input)?, c_path(output)?);
+    let errno = || std::io::Error::last_os_error();
+    // SAFETY: libbpf's linker API on NUL-terminated paths that outlive the
+    // calls; the linker is freed on every path out.
+    unsafe {
+        let linker = libbpf_sys::bpf_linker__new(output_c.as_ptr(), std::ptr::null_mut());
+        if linker.is_null() {
+            return Err(format!("cannot create {}: {}", output.display(), errno()));
+        }
+        let mut rc = libbpf_sys::bpf_linker__add_file(linker, input_c.as_ptr(), std::ptr::null());
+        if rc == 0 {
+            rc = libbpf_sys::bpf_linker__finalize(linker);
+        }
+        let err = errno();
+        libbpf_sys::bpf_linker__free(linker);
+        if rc != 0 {
+            return Err(format!("{}: {err}", input.display()));
+        }
+    }
+    Ok(())
 }
 
 /// Files named in a make-style depfile written by `clang -MD`.
@@ -278,6 +311,7 @@ fn main() {
                 "bpf/{file}: name a BPF source with letters, digits and _ only (it becomes a Rust module)"
             ));
         }
+        let compiled = out_dir.join(format!("{stem}.clang.o"));
         let obj = out_dir.join(format!("{stem}.bpf.o"));
         let skel = out_dir.join(format!("{stem}.skel.rs"));
         let depfile = out_dir.join(format!("{stem}.d"));
@@ -291,7 +325,7 @@ fn main() {
             .arg("-c")
             .arg(src)
             .arg("-o")
-            .arg(&obj);
+            .arg(&compiled);
         let cmdline = format!("{cmd:?}");
 
         if !is_fresh(&skel, &depfile, &cmdfile, &cmdline) {
@@ -307,6 +341,9 @@ fn main() {
             }
             for line in stderr.lines() {
                 println!("cargo:warning={line}");
+            }
+            if let Err(e) = link_without_dwarf(&compiled, &obj) {
+                fail(&format!("linking bpf/{file} with libbpf: {e}"));
             }
             if let Err(e) = SkeletonBuilder::new()
                 .obj(&obj)

@@ -43,10 +43,12 @@
  * resolves each name against the kernel's BTF at load time. Unlike helpers
  * they are not a stable ABI: a kernel may change or drop them.
  */
+/* ANCHOR: ct_lookup */
 struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb,
 				  struct bpf_sock_tuple *tuple, __u32 tuple__sz,
 				  struct bpf_ct_opts *opts,
 				  __u32 opts__sz) __ksym;
+/* ANCHOR_END: ct_lookup */
 struct nf_conn___init *bpf_skb_ct_alloc(struct __sk_buff *skb,
 					struct bpf_sock_tuple *tuple,
 					__u32 tuple__sz,

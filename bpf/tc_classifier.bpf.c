@@ -9,12 +9,14 @@
 #include "tc_classifier.h"
 
 /* (1) Per-CPU counters: each CPU adds to its own copy, no atomics needed. */
+/* ANCHOR: counters */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TC_DIR_MAX *TC_PROTO_MAX);
 	__type(key, __u32);
 	__type(value, struct tc_counter);
 } counters SEC(".maps");
+/* ANCHOR_END: counters */
 
 /* (2) The policy: destination ports (host byte order) to drop. */
 struct {
@@ -48,8 +50,10 @@ static __always_inline enum tc_proto proto_class(int l4proto)
 static __always_inline int classify(struct __sk_buff *skb, enum tc_dir dir)
 {
 	/* (3) Direct packet access: data and data_end bound every read. */
+	/* ANCHOR: packet_bounds */
 	void *data_end = (void *)(long)skb->data_end;
 	void *data = (void *)(long)skb->data;
+	/* ANCHOR_END: packet_bounds */
 	struct hdr_cursor nh = {.pos = data};
 	bool later_fragment = false;
 	struct l4_ports *ports = NULL;

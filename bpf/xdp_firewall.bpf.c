@@ -15,9 +15,11 @@
 
 /* (1) Configuration fixed at load time: the verifier sees the values, so a
  * disabled feature's code is removed before it ever runs. */
+/* ANCHOR: config */
 const volatile __u64 cfg_interval_ns = 0;   /* 0: no rate limit; else 1s/pps */
 const volatile __u64 cfg_tolerance_ns = 0;  /* (burst - 1) * interval */
 const volatile bool cfg_fake_clock = false; /* tests set the clock below */
+/* ANCHOR_END: config */
 
 /* Read instead of bpf_ktime_get_ns() when cfg_fake_clock is set. */
 __u64 fake_now_ns = 0;

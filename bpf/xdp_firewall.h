@@ -19,10 +19,12 @@ struct fw_counter {
 };
 
 /* LPM trie keys: prefix length in bits, then the address (network order). */
+/* ANCHOR: lpm_key */
 struct fw_lpm_v4 {
 	__u32 prefixlen;
 	__u8 addr[4];
 };
+/* ANCHOR_END: lpm_key */
 
 struct fw_lpm_v6 {
 	__u32 prefixlen;

@@ -19,13 +19,16 @@ vpath %.bpf.c bpf bpf/bench
 
 export BPF_CLANG
 
-.PHONY: help setup check vmlinux build test demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
+.PHONY: help setup check vmlinux build test book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
 
 help:
 	@echo "make setup    install the Debian packages and mount bpffs/tracefs (root, idempotent)"
 	@echo "make test     build everything and run every test in the real kernel (root)"
 	@echo "make demo-LESSON  a lesson at work in network namespaces it makes: demo-tc_classifier"
 	@echo "              (also plain \`make demo\`), demo-xdp_firewall, demo-load_balancer"
+	@echo "make book     build the book (chapters in docs/) into target/book; fails on a broken include or link"
+	@echo "make book-serve  serve the book on http://localhost:3000, rebuilt on every change"
+	@echo "make book-check  open every page of the built book in headless Chromium"
 	@echo "make build    build the BPF objects, skeletons and binaries"
 	@echo "make raw      build the BPF objects with plain clang into build/ (for tc, bpftool)"
 	@echo "make vmlinux  regenerate headers/$(ARCH)/vmlinux.h from this kernel's BTF"
@@ -52,6 +55,15 @@ build: check
 
 test: check
 	$(CARGO) test --no-fail-fast -- --show-output
+
+book:
+	@scripts/book.sh
+
+book-serve: book
+	mdbook serve book
+
+book-check: book
+	$(CARGO) test --test book -- --ignored --nocapture browser
 
 # One demo per network lesson, in network namespaces it makes and removes.
 DEMOS := tc_classifier xdp_firewall load_balancer

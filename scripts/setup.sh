@@ -16,6 +16,15 @@ PACKAGES=(
 	procps kmod             # sysctl in the chapters; modprobe (load_balancer)
 	socat                   # the load_balancer demo's backends and client
 	ethtool                 # veth GRO on, for the XDP flood benchmark
+	libssl-dev              # mdbook-linkcheck's build (it links OpenSSL)
+	chromium                # the book's check in a real browser
+)
+
+# The book's tools, pinned: mdbook-linkcheck 0.7.7 is built against mdbook
+# 0.4 (it does not build against 0.5), and mdbook 0.4.52 is the last 0.4.
+BOOK_TOOLS=(
+	mdbook@0.4.52
+	mdbook-linkcheck@0.7.7
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -38,6 +47,21 @@ if command -v rustup >/dev/null; then
 	for comp in rustfmt clippy; do
 		rustup component list --installed 2>/dev/null | grep -q "^$comp" || rustup component add "$comp"
 	done
+fi
+
+# `cargo install --locked` builds each book tool once (a few minutes) into
+# cargo's bin directory; a tool already there at that version is kept.
+if command -v cargo >/dev/null; then
+	for tool in "${BOOK_TOOLS[@]}"; do
+		name=${tool%@*} version=${tool#*@}
+		if ! "$name" --version 2>/dev/null | grep -qF "$version"; then
+			echo "building $name $version (once; a few minutes)"
+			cargo install --quiet --locked "$name" --version "$version"
+		fi
+	done
+else
+	echo "cargo not found: install the Rust toolchain, then run make setup again (the book needs mdbook)"
+	exit 1
 fi
 
 # A fresh machine may lack these mounts: bpffs for pinning, tracefs for

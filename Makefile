@@ -54,7 +54,7 @@ build: check
 	$(CARGO) build --all-targets
 
 test: check
-	$(CARGO) test --no-fail-fast -- --show-output
+	$(CARGO) test --workspace --no-fail-fast -- --show-output
 
 book:
 	@scripts/book.sh
@@ -63,7 +63,7 @@ book-serve: book
 	mdbook serve book
 
 book-check: book
-	$(CARGO) test --test book -- --ignored --nocapture browser
+	$(CARGO) test --test book -- --nocapture every_page
 
 # One demo per network lesson, in network namespaces it makes and removes.
 DEMOS := tc_classifier xdp_firewall load_balancer

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use testkit::chapter::assert_sample;
 use testkit::{require_privileges, Running};
 
 /// The directory of the lesson binaries that cargo built for this test.
@@ -95,12 +96,14 @@ fn tc_classifier_demo_drops_port_9000() {
     // DIR PROTO PACKETS BYTES DROPPED ...: 10 UDP datagrams in, 5 dropped.
     let udp = numbers(&out, "ingress  udp");
     assert_eq!((udp[0], udp[2]), (10.0, 5.0), "{out}");
+    assert_sample("README.md", "tc_classifier_demo", &out);
 }
 
 #[test]
 fn xdp_firewall_demo_blocks_and_cuts_a_flood() {
     require_privileges!("xdp_firewall_demo_blocks_and_cuts_a_flood");
     let out = run("xdp_firewall");
+    assert_sample("docs/02-xdp_firewall.md", "xdp_firewall_demo", &out);
     let pings: Vec<Vec<f64>> = out
         .lines()
         .filter(|l| l.contains("packets transmitted"))
@@ -148,6 +151,7 @@ fn tallies(out: &str) -> Vec<Vec<(String, f64)>> {
 fn load_balancer_demo_spreads_by_weight_then_drains() {
     require_privileges!("load_balancer_demo_spreads_by_weight_then_drains");
     let out = run("load_balancer");
+    assert_sample("docs/07-load_balancer.md", "load_balancer_demo", &out);
     let t = tallies(&out);
     assert_eq!(t.len(), 2, "{out}");
     // Weights 1, 2, 3 over 60 connections: 10, 20, 30 from one cursor,

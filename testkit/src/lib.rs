@@ -22,6 +22,7 @@ use learning_ebpf_rs::privileges::{has_cap, Cap};
 mod bad_input;
 pub mod bench;
 mod bpffs;
+pub mod chapter;
 mod cpu;
 mod netns;
 pub mod packets;

@@ -97,6 +97,7 @@ fn tc_classifier_demo_drops_port_9000() {
     let udp = numbers(&out, "ingress  udp");
     assert_eq!((udp[0], udp[2]), (10.0, 5.0), "{out}");
     assert_sample("README.md", "tc_classifier_demo", &out);
+    assert_sample("docs/01-tc_classifier.md", "tc_classifier_run", &out);
 }
 
 #[test]

@@ -25,6 +25,7 @@ done
 
 wait "$pid"
 PIDS=()
+tail -n +2 "$LOG" | sed 's/^/  /' # what it said on exit
 echo
 echo "udp ingress counts 10 packets, 5 of them dropped (port 9000); icmp is counted both ways."
 echo "Read docs/01-tc_classifier.md for what happened and why."

@@ -21,7 +21,9 @@ use std::path::Path;
 /// The sample named `name` in `chapter` (a path from the repository's root,
 /// such as `docs/01-tc_classifier.md`).
 pub fn sample(chapter: &str, name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(chapter);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(chapter);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let marker = format!("<!-- output: {name} -->");
@@ -106,9 +108,7 @@ fn matches_from(sample: &[String], actual: &[String], at: usize) -> bool {
         Some((first, rest)) if first == "..." => {
             (at..=actual.len()).any(|skip| matches_from(rest, actual, skip))
         }
-        Some((first, rest)) => {
-            actual.get(at) == Some(first) && matches_from(rest, actual, at + 1)
-        }
+        Some((first, rest)) => actual.get(at) == Some(first) && matches_from(rest, actual, at + 1),
     }
 }
 

@@ -9,6 +9,7 @@ use libbpf_rs::{MapCore, MapHandle};
 
 use learning_ebpf_rs::maps;
 use learning_ebpf_rs::skel::tc_classifier::types;
+use testkit::chapter::assert_sample;
 use testkit::{require_privileges, run_cmd, TwoHosts, DEV_A, IP4_A};
 
 use crate::{run_tc, ICMP, INGRESS, PROTO_MAX};
@@ -71,12 +72,13 @@ fn raw_object_loaded_by_iproute2_counts_traffic() {
         run_cmd(Command::new("bpftool").args(["-j", "prog", "show", "id", &prog_id.to_string()]))
             .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
-    let map = info["map_ids"]
+    let (map_id, map) = info["map_ids"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|id| MapHandle::from_map_id(id.as_u64().unwrap() as u32).unwrap())
-        .find(|m| m.name().to_str() == Some("counters"))
+        .map(|id| id.as_u64().unwrap() as u32)
+        .map(|id| (id, MapHandle::from_map_id(id).unwrap()))
+        .find(|(_, m)| m.name().to_str() == Some("counters"))
         .expect("counters map");
     let key = INGRESS * PROTO_MAX + ICMP;
     let packets = maps::percpu_sum::<types::tc_counter>(&map, &key.to_ne_bytes())
@@ -87,4 +89,14 @@ fn raw_object_loaded_by_iproute2_counts_traffic() {
         "ingress icmp counted by the raw object: {packets}"
     );
     let _ = map.as_fd();
+
+    // What the chapter shows `bpftool map dump` print (here by id: other
+    // programs on the machine may have a map named counters too).
+    let dump =
+        run_cmd(Command::new("bpftool").args(["map", "dump", "id", &map_id.to_string()])).unwrap();
+    assert_sample(
+        "docs/01-tc_classifier.md",
+        "bpftool_map_dump",
+        &String::from_utf8_lossy(&dump.stdout),
+    );
 }

@@ -1,5 +1,6 @@
 //! Bad input: one line, a non-zero exit, nothing attached and nothing pinned.
 
+use testkit::chapter::assert_sample;
 use testkit::{assert_bad_inputs, require_privileges, BadInput, BpfFs, Exit, TwoHosts, DEV_A};
 
 use crate::{manage, xdp_attached, BIN};
@@ -74,6 +75,19 @@ fn bad_input_gives_one_line_and_leaves_nothing() {
             assert!(!xdp_attached(&hosts), "{}: XDP attached", case.name);
             assert!(!pin.exists(), "{}: pins left", case.name);
         },
+    );
+    // The refusal the chapter shows, word for word.
+    let out = hosts
+        .a
+        .command(BIN)
+        .args(["-i", DEV_A, "--rate", "100000", "--burst", "10", "--pin"])
+        .arg(&pin)
+        .output()
+        .unwrap();
+    assert_sample(
+        "docs/02-xdp_firewall.md",
+        "burst_too_small",
+        &String::from_utf8_lossy(&out.stderr),
     );
     // Managing a firewall that is not running.
     let (code, _, err) = manage(&fs, &["block", "10.0.0.0/8"]);

@@ -13,6 +13,7 @@ use proptest::test_runner::{Config, TestRunner};
 use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::maps;
 use learning_ebpf_rs::skel::xdp_firewall::{types, XdpFirewallSkel, XdpFirewallSkelBuilder};
+use testkit::chapter::assert_sample;
 use testkit::require_privileges;
 
 use crate::model::frames::{
@@ -215,7 +216,9 @@ fn differential_against_the_model() {
         .iter()
         .map(|r| (*r, SEEN[*r as usize].load(Ordering::Relaxed)))
         .collect();
-    eprintln!("differential: {n} frames, kernel and model agree; verdicts {seen:?}");
+    let summary = format!("differential: {n} frames, kernel and model agree; verdicts {seen:?}");
+    eprintln!("{summary}");
+    assert_sample("docs/02-xdp_firewall.md", "differential_summary", &summary);
     for (reason, count) in seen {
         assert!(
             count >= 50,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use testkit::chapter::{as_terminal, assert_sample, with_target_debug};
 use testkit::{assert_bad_args, require_privileges, BadInput, Exit, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_execsnoop");
@@ -253,4 +254,35 @@ fn bad_input_gives_one_line() {
         },
     ];
     assert_bad_args(BIN, &cases);
+}
+
+/// The chapter's "Run it": the same script, traced by its pid, as text.
+#[test]
+fn chapter_run_it_output() {
+    require_privileges!("chapter_run_it_output");
+    let _one = one_at_a_time();
+    let script = format!(
+        "sleep 1; sh -c \"exit 3\"; /bin/true; sleep 3 & p=$!; sleep 0.2; kill -9 $p; wait $p; \
+         {THREADS} leader-first 5; exit 0"
+    );
+    let mut script = Running::spawn({
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &script]);
+        cmd
+    })
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-p", &script.pid().to_string()]);
+    let mut snoop = Running::spawn(cmd).unwrap();
+    snoop
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    let (status, _, _) = script.finish(Duration::from_secs(20)).unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    snoop.signal(libc::SIGINT).unwrap();
+    let (status, stdout, stderr) = snoop.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    let shown = with_target_debug(&as_terminal(&stdout, &stderr), THREADS);
+    assert_sample("docs/03-execsnoop.md", "execsnoop_run", &shown);
 }

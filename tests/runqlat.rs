@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use learning_ebpf_rs::hist::slot;
+use testkit::chapter::{as_terminal, assert_sample};
 use testkit::{pin_thread, require_privileges, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_runqlat");
@@ -129,4 +130,20 @@ fn interval_and_count() {
         .map(|s| s["count"].as_u64().unwrap())
         .sum();
     assert!(total > 0, "an empty histogram for a whole second");
+}
+
+/// The chapter's "Run it": `runqlat 1 2` as text.
+#[test]
+fn chapter_run_it_output() {
+    require_privileges!("chapter_run_it_output");
+    let out = Command::new(BIN).args(["1", "2"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines = |b: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let shown = as_terminal(&lines(&out.stdout), &lines(&out.stderr));
+    assert_sample("docs/04-runqlat.md", "runqlat_run", &shown);
 }

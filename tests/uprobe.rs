@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use testkit::chapter::{as_terminal, assert_sample, with_target_debug};
 use testkit::{assert_bad_args, require_privileges, BadInput, Exit, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uprobe");
@@ -150,4 +151,41 @@ fn bad_input_gives_one_line() {
         },
     ];
     assert_bad_args(BIN, &cases);
+}
+
+/// Runs the chapter's commands: the target with `target_args`, and the
+/// probe with `probe_args` for 3 seconds, as text. What the terminal shows.
+fn run_as_the_chapter(target_args: &[&str], probe_args: &[&str]) -> String {
+    let mut cmd = Command::new(TARGET);
+    cmd.arg("--wait").args(target_args);
+    let mut target = Running::spawn_with_stdin(cmd).unwrap();
+    target
+        .wait_for_stdout("pid ", Duration::from_secs(10))
+        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(probe_args)
+        .args(["-p", &target.pid().to_string(), "-d", "3"]);
+    let mut probe = Running::spawn(cmd).unwrap();
+    probe
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    target.write_stdin("\n").unwrap();
+    let (status, _, _) = target.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success());
+    let (status, stdout, stderr) = probe.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    with_target_debug(&as_terminal(&stdout, &stderr), TARGET)
+}
+
+#[test]
+fn chapter_run_it_output() {
+    require_privileges!("chapter_run_it_output");
+    let shown = run_as_the_chapter(&[], &["-b", TARGET, "-f", "lebpf_add"]);
+    assert_sample("docs/05-uprobe.md", "uprobe_run", &shown);
+    let atoi = ["--calls", "1", "--atoi", "99999999999"];
+    let probe = ["-b", "libc.so.6", "-f", "atoi", "--string-arg", "0"];
+    let shown = run_as_the_chapter(&atoi, &probe);
+    assert_sample("docs/05-uprobe.md", "uprobe_atoi_long", &shown);
+    let shown = run_as_the_chapter(&atoi, &[&probe[..], &["--ret", "int"]].concat());
+    assert_sample("docs/05-uprobe.md", "uprobe_atoi_int", &shown);
 }

@@ -128,6 +128,34 @@ pub fn assert_sample(chapter: &str, name: &str, actual: &str) {
     );
 }
 
+/// What a terminal shows for a lesson that says one line on stderr as it
+/// starts, prints its report on stdout, and says the rest on stderr as it
+/// ends: the order in which the chapters show them.
+pub fn as_terminal(stdout: &[String], stderr: &[String]) -> String {
+    let (first, rest) = stderr
+        .split_first()
+        .map_or((None, &[][..]), |(f, r)| (Some(f), r));
+    first
+        .into_iter()
+        .chain(stdout)
+        .chain(rest)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text` with the directory of the running test's binaries written as the
+/// chapters write it, `target/debug`: a checkout's target directory may be
+/// anywhere.
+pub fn with_target_debug(text: &str, some_binary: &str) -> String {
+    let dir = Path::new(some_binary)
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    text.replace(&dir, "target/debug")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

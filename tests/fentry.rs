@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use testkit::chapter::{as_terminal, assert_sample};
 use testkit::{require_privileges, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fentry");
@@ -48,6 +49,7 @@ fn works_or_refuses_in_one_line() {
                 stderr.contains("refuses fentry/fexit programs (EPERM"),
                 "{stderr}"
             );
+            assert_sample("docs/06-fentry.md", "fentry_refusal", &stderr);
         }
     }
     // An unknown function is named, whatever the kernel allows.
@@ -98,4 +100,26 @@ fn measures_unlink_latency() {
         .map(|s| s["count"].as_u64().unwrap())
         .sum();
     assert!(calls >= 100, "{calls} unlinks timed, expected at least 100");
+
+    // The chapter's run, as text: one histogram while 100 files go.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["-f", "do_unlinkat", "2", "1"]);
+    let mut probe = Running::spawn(cmd).unwrap();
+    probe
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..100 {
+        let file = dir.join(i.to_string());
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::remove_file(&file).unwrap();
+    }
+    std::fs::remove_dir(&dir).unwrap();
+    let (status, stdout, stderr) = probe.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    assert_sample(
+        "docs/06-fentry.md",
+        "fentry_run",
+        &as_terminal(&stdout, &stderr),
+    );
 }

@@ -265,7 +265,7 @@ fn chapter_run_it_output() {
         "sleep 1; sh -c \"exit 3\"; /bin/true; sleep 3 & p=$!; sleep 0.2; kill -9 $p; wait $p; \
          {THREADS} leader-first 5; exit 0"
     );
-    let mut script = Running::spawn({
+    let script = Running::spawn({
         let mut cmd = Command::new("bash");
         cmd.args(["-c", &script]);
         cmd

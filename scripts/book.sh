@@ -26,7 +26,7 @@ while IFS= read -r hit; do
 	page=${hit%%:*}
 	rest=${hit#*:}
 	line=${rest%%:*}
-	spec=${rest#*\{\{#include }
+	spec=${rest#*\{\{#include }  # (\{{#include ...}} is an escaped example, not an include)
 	spec=${spec%\}\}}
 	file=${spec%%:*}
 	anchor=
@@ -42,7 +42,7 @@ while IFS= read -r hit; do
 		grep -Eq "ANCHOR_END:[[:space:]]*$anchor([^[:alnum:]_-]|\$)" "$path" ||
 			problem "$page:$line includes $file:$anchor, but $file has no 'ANCHOR_END: $anchor'"
 	fi
-done < <(grep -n -o '{{#include [^}]*}}' docs/*.md || true)
+done < <(grep -n -o '\(^\|[^\\]\){{#include [^}]*}}' docs/*.md || true)
 
 # 2. Every page is in SUMMARY.md (mdbook leaves out a page it does not list).
 for page in docs/*.md; do

@@ -62,7 +62,9 @@ impl BookCopy {
             "bpf",
             "src",
             "tests",
+            "testkit",
             "scripts",
+            "solutions",
             "README.md",
         ] {
             let out = Command::new("cp")

@@ -152,6 +152,7 @@ fn run(args: Args) -> Result<()> {
     require_tracefs()?;
     let stop = signals::Stop::install()?;
 
+    // ANCHOR: spine
     // Open; set the filter, the transport and the ring size before load.
     let mut object = MaybeUninit::uninit();
     let mut open = ExecsnoopSkelBuilder::default()
@@ -182,6 +183,7 @@ fn run(args: Args) -> Result<()> {
             -1
         }
     };
+    // ANCHOR_END: spine
     // What the program counted as not fitting in the buffer (both transports).
     let dropped = || {
         skel.maps

@@ -71,6 +71,7 @@ fn run(args: Args) -> Result<()> {
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
     let stop = signals::Stop::install()?;
 
+    // ANCHOR: spine
     // Open; point both programs at the function; set filter and unit.
     let mut object = MaybeUninit::uninit();
     let mut open = FentrySkelBuilder::default()
@@ -97,6 +98,7 @@ fn run(args: Args) -> Result<()> {
         .map_err(|e| load_error(e, &args.function))
         .context("attaching fentry/fexit")?;
     eprintln!("Tracing {} latency... Hit Ctrl-C to end.", args.function);
+    // ANCHOR_END: spine
 
     hist::report_deltas(
         &skel.maps.hist,

@@ -56,6 +56,7 @@ fn run(args: Args) -> Result<()> {
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
     let stop = signals::Stop::install()?;
 
+    // ANCHOR: spine
     // Open and set the filters before load.
     let mut object = MaybeUninit::uninit();
     let mut open = RunqlatSkelBuilder::default()
@@ -72,6 +73,7 @@ fn run(args: Args) -> Result<()> {
         .context("attaching to the scheduler tracepoints")?;
     let unit = if args.milliseconds { "msecs" } else { "usecs" };
     eprintln!("Tracing run queue latency... Hit Ctrl-C to end.");
+    // ANCHOR_END: spine
 
     // Each histogram is the difference between two readings of the
     // counters, which the kernel only ever increments.

@@ -139,6 +139,7 @@ fn run(args: Args) -> Result<()> {
     privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
     let stop = signals::Stop::install()?;
 
+    // ANCHOR: spine
     // Open the skeleton: the object is parsed, nothing is in the kernel yet.
     let mut object = MaybeUninit::uninit();
     let open = TcClassifierSkelBuilder::default()
@@ -179,6 +180,7 @@ fn run(args: Args) -> Result<()> {
             ""
         }
     );
+    // ANCHOR_END: spine
 
     // Report every interval from counter deltas; on Ctrl-C one last report.
     let mut prev = read_totals(&skel.maps.counters)?;

@@ -170,6 +170,7 @@ fn run(args: Args) -> Result<()> {
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
     let stop = signals::Stop::install()?;
 
+    // ANCHOR: spine
     // Open, choose the string argument, load.
     let mut object = MaybeUninit::uninit();
     let mut open = UprobeSkelBuilder::default()
@@ -236,6 +237,7 @@ fn run(args: Args) -> Result<()> {
         }
     })?;
     let events = Events::Ring(builder.build().context("setting up the ring buffer")?);
+    // ANCHOR_END: spine
     // Poll until Ctrl-C or -d, then drain what is left.
     events.until_stopped(&stop, args.duration, || {})?;
     let lost = skel.maps.bss_data.as_deref().map_or(0, |b| {

@@ -164,6 +164,7 @@ fn run(args: RunArgs) -> Result<()> {
     let mut pins = Pins::new(&args.pin, OnExit::Unpin)?;
     let stop = signals::Stop::install()?;
 
+    // ANCHOR: spine
     // Open; the virtual address and protocols are read-only data.
     let mut object = MaybeUninit::uninit();
     let mut open = LoadBalancerSkelBuilder::default()
@@ -227,6 +228,7 @@ fn run(args: RunArgs) -> Result<()> {
         attached.names(),
         pins.dir().display()
     );
+    // ANCHOR_END: spine
 
     // Every --interval: report (and once more at the end); meanwhile,
     // every 200 ms, take up the backends that `add` asked for.

@@ -238,6 +238,7 @@ fn run(args: RunArgs) -> Result<()> {
     let mut pins = Pins::new(&args.pin, on_exit)?;
     let stop = signals::Stop::install()?;
 
+    // ANCHOR: spine
     // Open, and configure the rate limit: read-only data the verifier sees.
     let mut object = MaybeUninit::uninit();
     let mut open = XdpFirewallSkelBuilder::default()
@@ -295,6 +296,7 @@ fn run(args: RunArgs) -> Result<()> {
             ""
         },
     );
+    // ANCHOR_END: spine
 
     // Report every interval from counter deltas; on Ctrl-C one last report.
     let mut prev = read_counters(&skel.maps.counters)?;

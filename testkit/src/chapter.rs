@@ -5,7 +5,8 @@
 //! [`assert_sample`] with the chapter, the name and what the program printed.
 //! Only what varies from run to run may differ:
 //!
-//! - every number (counts, times, pids, addresses in hex) matches any number;
+//! - every number (counts, times, pids, addresses in hex, program tags)
+//!   matches any number;
 //! - runs of spaces match any run of spaces (columns widen with the numbers);
 //! - the bar of a histogram row (`|****   |`) matches any bar, and rows that
 //!   read the same once numbers and bars are ignored match any count of
@@ -53,6 +54,12 @@ pub fn normalize(line: &str) -> String {
                 chars.next();
             }
             out.push_str("0x#");
+        } else if c.is_ascii_hexdigit() && hex_word(c, chars.clone()) {
+            // A hash or tag written as a long hex word: a number too.
+            while chars.peek().is_some_and(|c| c.is_ascii_alphanumeric()) {
+                chars.next();
+            }
+            out.push('#');
         } else if c.is_ascii_digit() {
             while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
                 chars.next();
@@ -71,6 +78,18 @@ pub fn normalize(line: &str) -> String {
         }
     }
     out
+}
+
+/// Whether `first` and the word that follows it are a hex number of 8
+/// digits or more with at least one decimal digit (a program tag, a hash),
+/// and not, say, a word such as `deadbeef` in prose.
+fn hex_word(first: char, rest: impl Iterator<Item = char>) -> bool {
+    let word: String = std::iter::once(first)
+        .chain(rest.take_while(|c| c.is_ascii_alphanumeric()))
+        .collect();
+    word.len() >= 8
+        && word.chars().all(|c| c.is_ascii_hexdigit())
+        && word.chars().any(|c| c.is_ascii_digit())
 }
 
 /// Whether the characters after a `|` are a histogram bar: stars and
@@ -165,6 +184,8 @@ mod tests {
         assert_eq!(normalize("ingress  udp    10   480"), "ingress udp # #");
         assert_eq!(normalize("04:11:12.547"), "#:#:#.#");
         assert_eq!(normalize("atoi(0xc, 0x7ffd1)"), "atoi(0x#, 0x#)");
+        assert_eq!(normalize("tag 505120ca20527525 jited"), "tag # jited");
+        assert_eq!(normalize("name tc_ingress"), "name tc_ingress");
         assert_eq!(
             normalize("  8 -> 15 : 3  |****      |"),
             normalize("16 -> 31 : 120 |**********|")

@@ -47,6 +47,7 @@ fn raw_object_loaded_by_iproute2_counts_traffic() {
         ],
     );
     let shown = run_tc(&hosts.a, &["filter", "show", "dev", DEV_A, "ingress"]);
+    assert_sample("docs/01-tc_classifier.md", "tc_filter_show", &shown);
     assert!(
         shown.contains("tc_ingress"),
         "iproute2 loaded the first program of section tc: {shown}"

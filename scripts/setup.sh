@@ -18,6 +18,7 @@ PACKAGES=(
 	ethtool                 # veth GRO on, for the XDP flood benchmark
 	libssl-dev              # mdbook-linkcheck's build (it links OpenSSL)
 	chromium                # the book's check in a real browser
+	patch                   # make solutions applies each solution to a copy
 )
 
 # The book's tools, pinned: mdbook-linkcheck 0.7.7 is built against mdbook

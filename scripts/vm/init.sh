@@ -21,8 +21,22 @@ mount -t bpf bpf /host/sys/fs/bpf
 mount -t tracefs tracefs /host/sys/kernel/tracing
 mount -t securityfs securityfs /host/sys/kernel/security
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup
+# The guest kernel's own modules: its package, unpacked on the host (with
+# modules.dep), is where kmod looks (modprobe -d, through MODPROBE_OPTIONS),
+# for the job's own modprobe calls and for the kernel's requests (a veth
+# pair, a qdisc, conntrack...), whose helper the kernel runs outside the
+# chroot: the host's kmod, run in it.
+kroot=$(sed -n 's/.*lebpf_kroot=\([^ ]*\).*/\1/p' /proc/cmdline)
+modopts=""
+if [ -n "$kroot" ] && [ -d "/host$kroot/lib/modules" ]; then
+	modopts="-d $kroot"
+	printf '#!/bin/sh\nexec chroot /host /usr/bin/env MODPROBE_OPTIONS="%s" /sbin/modprobe "$@"\n' \
+		"$modopts" >/bin/lebpf-modprobe
+	chmod +x /bin/lebpf-modprobe
+	echo /bin/lebpf-modprobe >/proc/sys/kernel/modprobe
+fi
 cp /job.sh /host/tmp/lebpf-job.sh
 echo "LEBPF-VM-START"
-chroot /host /bin/bash /tmp/lebpf-job.sh 2>&1
+chroot /host /usr/bin/env MODPROBE_OPTIONS="$modopts" /bin/bash /tmp/lebpf-job.sh 2>&1
 echo "LEBPF-VM-EXIT=$?"
 poweroff -f

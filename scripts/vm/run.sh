@@ -127,7 +127,7 @@ log="$job.log"
 timeout "$timeout_s" qemu-system-x86_64 -M q35,accel=$accel -cpu $cpu -smp 2 -m 1024 \
 	-nodefaults -nographic -no-reboot -serial stdio -display none \
 	-kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 quiet lebpf_job=$job" \
+	-append "console=ttyS0 panic=-1 quiet lebpf_job=$job lebpf_kroot=$kdir" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on \
 	</dev/null | tr -d '\r' | tee "$log" |
 	sed -n '/LEBPF-VM-START$/,/^LEBPF-VM-EXIT=/{/LEBPF-VM-/d;p}' || true

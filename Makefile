@@ -19,13 +19,14 @@ vpath %.bpf.c bpf bpf/bench
 
 export BPF_CLANG
 
-.PHONY: help setup check vmlinux build test solutions book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
+.PHONY: help setup check vmlinux build test vm-test solutions book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
 
 help:
 	@echo "make setup    install the Debian packages and mount bpffs/tracefs (root, idempotent)"
 	@echo "make test     build everything and run every test in the real kernel (root)"
 	@echo "make demo-LESSON  a lesson at work in network namespaces it makes: demo-tc_classifier"
 	@echo "              (also plain \`make demo\`), demo-xdp_firewall, demo-load_balancer"
+	@echo "make vm-test KERNEL=6.1  the tests in a VM with Debian's 6.1 (or 6.12) kernel (root)"
 	@echo "make solutions  apply each exercise's solution to a copy, build it, run its lesson's tests (root)"
 	@echo "make book     build the book (chapters in docs/) into target/book; fails on a broken include or link"
 	@echo "make book-serve  serve the book on http://localhost:3000, rebuilt on every change"
@@ -56,6 +57,10 @@ build: check
 
 test: check
 	$(CARGO) test --workspace --no-fail-fast -- --show-output
+
+KERNEL ?= 6.12
+vm-test: check
+	@scripts/vm/test.sh $(KERNEL)
 
 solutions: check
 	@scripts/solutions.sh

@@ -64,6 +64,15 @@ pub fn normalize(line: &str) -> String {
             while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
                 chars.next();
             }
+            // A decimal fraction is part of the number: ping prints "56%"
+            // one run and "55.8%" the next.
+            let mut ahead = chars.clone();
+            if ahead.next() == Some('.') && ahead.next().is_some_and(|c| c.is_ascii_digit()) {
+                chars.next();
+                while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    chars.next();
+                }
+            }
             out.push('#');
         } else if c.is_whitespace() {
             while chars.peek().is_some_and(|c| c.is_whitespace()) {
@@ -182,7 +191,8 @@ mod tests {
     #[test]
     fn numbers_spaces_and_bars_vary() {
         assert_eq!(normalize("ingress  udp    10   480"), "ingress udp # #");
-        assert_eq!(normalize("04:11:12.547"), "#:#:#.#");
+        assert_eq!(normalize("04:11:12.547"), "#:#:#");
+        assert_eq!(normalize("56% packet loss"), normalize("55.8% packet loss"));
         assert_eq!(normalize("atoi(0xc, 0x7ffd1)"), "atoi(0x#, 0x#)");
         assert_eq!(normalize("tag 505120ca20527525 jited"), "tag # jited");
         assert_eq!(normalize("name tc_ingress"), "name tc_ingress");

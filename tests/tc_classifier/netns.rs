@@ -190,6 +190,14 @@ fn netns_sigterm_keeps_a_clsact_it_did_not_create() {
 #[test]
 fn netns_tcx_link_detaches_on_sigkill() {
     require_privileges!("netns_tcx_link_detaches_on_sigkill");
+    if !testkit::kernel::has_feature(
+        "netns_tcx_link_detaches_on_sigkill",
+        "tc_classifier",
+        "tcx",
+        (6, 6),
+    ) {
+        return;
+    }
     let hosts = TwoHosts::new().unwrap();
     let (running, ids) = start(&hosts, &["--attach", "tcx", "--drop-port", "5002"]);
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make vm-test KERNEL=6.1` (or 6.12): the test suite against one of
+# Debian's kernels. Builds the test binaries here, boots the kernel once with
+# scripts/vm/run.sh, runs every binary in it with CI=true, prints each one's
+# result, writes target/vm-results/<KERNEL>.txt (one line per test binary:
+# name, status, passed, failed, and the tests reported NOT RUN), and exits
+# non-zero if any test failed.
+#
+# The book's tests are left out: they check the documentation with mdbook
+# and a browser, not the kernel, and the host runs them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+kernel=${1:?usage: scripts/vm/test.sh KERNEL   (6.1 or 6.12)}
+skip=" book "
+
+bins=$(cargo test --no-run --tests --message-format=json 2>/dev/null |
+	sed -n 's/.*"kind":\["test"\].*"executable":"\([^"]*\)".*/\1/p')
+[ -n "$bins" ] || { echo "no test binaries built (run cargo test --no-run to see why)" >&2; exit 1; }
+
+mkdir -p target/vm target/vm-results
+job=target/vm/run-tests.sh
+{
+	echo '#!/bin/bash'
+	echo 'echo "LEBPF-KERNEL $(uname -r)"'
+	for bin in $bins; do
+		name=$(basename "$bin")
+		name=${name%-*}
+		case "$skip" in *" $name "*) continue ;; esac
+		printf 'echo "LEBPF-BEGIN %s"\n' "$name"
+		printf 'CI=true %q --test-threads=2 --show-output 2>&1; echo "LEBPF-END %s $?"\n' "$bin" "$name"
+	done
+} >"$job"
+
+log=target/vm/$kernel.log
+start=$(date +%s)
+LEBPF_VM_TIMEOUT=${LEBPF_VM_TIMEOUT:-1500} scripts/vm/run.sh "$kernel" -- bash "$job" | tee "$log" |
+	grep -E '^(LEBPF-|test |NOT RUN|SKIPPED)' | sed 's/\x1b\[[0-9;]*m//g' || true
+secs=$(($(date +%s) - start))
+
+# One line per binary: name, ok/FAILED, passed, failed, NOT RUN tests.
+results=target/vm-results/$kernel.txt
+awk -v secs="$secs" '
+	{ gsub(/\033\[[0-9;]*m/, "") }
+	/^LEBPF-KERNEL / { print "kernel " $2 " " secs "s"; next }
+	/^LEBPF-BEGIN / { name = $2; passed = 0; failed = 0; notrun = ""; next }
+	/^test result:/ { passed += $4; failed += $6 }
+	/^NOT RUN / { t = $3; sub(/:$/, "", t); notrun = notrun " " t }
+	/^LEBPF-END / { print name, ($3 == 0 ? "ok" : "FAILED"), passed, failed, "not-run:" notrun }
+' "$log" >"$results"
+echo
+cat "$results"
+if ! grep -q '^kernel ' "$results"; then
+	echo "the VM did not run the tests (see $log)" >&2
+	exit 1
+fi
+if grep -q ' FAILED ' "$results"; then
+	echo "tests failed on Debian's $kernel kernel (log: $log)" >&2
+	exit 1
+fi
+echo "all tests passed on Debian's $kernel kernel in ${secs} s"

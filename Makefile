@@ -1,4 +1,5 @@
 # learning-ebpf-rs: `make setup` once (as root), then `make test`.
+SHELL := /bin/bash
 # `make help` lists the targets.
 
 ARCH ?= $(shell uname -m)
@@ -55,8 +56,12 @@ vmlinux:
 build: check
 	$(CARGO) build --all-targets
 
+# The run's summary per test binary goes to target/vm-results/host.txt, next
+# to the VMs' (scripts/tested-on.sh reads them all).
 test: check
-	$(CARGO) test --workspace --no-fail-fast -- --show-output
+	@mkdir -p target/vm-results
+	set -o pipefail; $(CARGO) test --workspace --no-fail-fast -- --show-output 2>&1 | tee target/test.log
+	@awk -v release="$$(uname -r)" -v secs=0 -f scripts/test-results.awk target/test.log >target/vm-results/host.txt
 
 KERNEL ?= 6.12
 vm-test: check

@@ -12,6 +12,8 @@
 
 /* (1) Which argument (0-2) is a C string to copy, or UPROBE_NO_STR. */
 const volatile __u32 str_arg = UPROBE_NO_STR;
+/* (4) 0: every process; else only this one (see start()). */
+const volatile __u32 targ_tgid = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -30,6 +32,12 @@ static __always_inline struct uprobe_event *start(__u32 kind)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct uprobe_event *e;
 
+	/* (4) Attaching for one pid should be enough, but older kernels
+	 * (Debian's 6.1, where the tests saw it) also run a uretprobe attached
+	 * for one process on the returns of other processes through the same
+	 * probe: the program checks the process itself. */
+	if (targ_tgid && (id >> 32) != targ_tgid)
+		return NULL;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		__sync_fetch_and_add(&dropped, 1);

@@ -113,7 +113,8 @@ fn return_value_as_the_c_type_holds_it() {
     require_privileges!("return_value_as_the_c_type_holds_it");
     let atoi = ["--atoi", "99999999999"];
     let returns = |extra: &[&str]| -> Vec<i64> {
-        let (_, events) = trace_target_with(&atoi, "libc.so.6", "atoi", extra);
+        let (pid, events) = trace_target_with(&atoi, "libc.so.6", "atoi", extra);
+        assert!(events.iter().all(|e| e["pid"] == pid), "{events:?}");
         let (_, returns) = split(&events);
         returns.iter().map(|e| e["ret"].as_i64().unwrap()).collect()
     };

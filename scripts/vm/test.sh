@@ -39,14 +39,7 @@ secs=$(($(date +%s) - start))
 
 # One line per binary: name, ok/FAILED, passed, failed, NOT RUN tests.
 results=target/vm-results/$kernel.txt
-awk -v secs="$secs" '
-	{ gsub(/\033\[[0-9;]*m/, "") }
-	/^LEBPF-KERNEL / { print "kernel " $2 " " secs "s"; next }
-	/^LEBPF-BEGIN / { name = $2; passed = 0; failed = 0; notrun = ""; next }
-	/^test result:/ { passed += $4; failed += $6 }
-	/^NOT RUN / { t = $3; sub(/:$/, "", t); notrun = notrun " " t }
-	/^LEBPF-END / { print name, ($3 == 0 ? "ok" : "FAILED"), passed, failed, "not-run:" notrun }
-' "$log" >"$results"
+awk -v secs="$secs" -f scripts/test-results.awk "$log" >"$results"
 echo
 cat "$results"
 if ! grep -q '^kernel ' "$results"; then

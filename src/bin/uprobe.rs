@@ -179,6 +179,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(n) = args.string_arg {
         skel::rodata(open.maps.rodata_data.as_deref_mut())?.str_arg = n;
     }
+    skel::rodata(open.maps.rodata_data.as_deref_mut())?.targ_tgid = args.pid.unwrap_or(0);
     let skel = open.load().map_err(errors::load_error)?;
 
     // Attach by symbol name: libbpf finds the function's offset in the

@@ -1,0 +1,31 @@
+# Summarises a test run's output into one line per test binary:
+#   NAME ok|FAILED PASSED FAILED not-run: TEST...
+# It reads either `cargo test` output (a "Running ... (target/.../NAME-hash)"
+# line before each binary's results) or scripts/vm/test.sh's log, whose
+# LEBPF-BEGIN/LEBPF-END lines frame each binary. The first line says which
+# kernel: `kernel RELEASE SECONDSs` (RELEASE and SECONDS passed with -v).
+function finish() {
+	if (name != "") {
+		print name, (failed > 0 || status != 0 ? "FAILED" : "ok"), passed, failed, "not-run:" notrun
+		done[name] = 1
+	}
+	name = ""
+}
+function start(n) {
+	finish()
+	name = n; passed = 0; failed = 0; notrun = ""; status = 0
+}
+BEGIN { if (release != "") print "kernel " release " " secs "s" }
+{ gsub(/\033\[[0-9;]*m/, "") }
+/^LEBPF-KERNEL / { print "kernel " $2 " " secs "s"; next }
+/^LEBPF-BEGIN / { start($2); next }
+/^LEBPF-END / { status = $3; finish(); next }
+# Integration tests only: "Running tests/NAME.rs (target/debug/deps/NAME-hash)".
+/^ *Running tests\// {
+	n = $NF; sub(/.*\/deps\//, "", n); sub(/-[0-9a-f]+\)$/, "", n)
+	start(n); next
+}
+/^ *(Doc-tests|Running) / { finish(); next }
+/^test result:/ { passed += $4; failed += $6 }
+/^NOT RUN / { t = $3; sub(/:$/, "", t); notrun = notrun " " t }
+END { finish() }

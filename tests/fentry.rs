@@ -64,6 +64,18 @@ fn works_or_refuses_in_one_line() {
     );
 }
 
+/// Creates and removes `n` files in `dir` (made and removed here): `n`
+/// calls of do_unlinkat.
+fn unlink_files(dir: &std::path::Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        let file = dir.join(i.to_string());
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::remove_file(&file).unwrap();
+    }
+    std::fs::remove_dir(dir).unwrap();
+}
+
 #[test]
 fn measures_unlink_latency() {
     require_privileges!("measures_unlink_latency");
@@ -82,13 +94,7 @@ fn measures_unlink_latency() {
         .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
         .unwrap();
     let dir = std::env::temp_dir().join(format!("lebpf-fentry-{me}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    for i in 0..100 {
-        let file = dir.join(i.to_string());
-        std::fs::write(&file, b"x").unwrap();
-        std::fs::remove_file(&file).unwrap();
-    }
-    std::fs::remove_dir(&dir).unwrap();
+    unlink_files(&dir, 100);
     probe.signal(libc::SIGINT).unwrap();
     let (status, stdout, stderr) = probe.finish(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "{stderr:?}");
@@ -108,13 +114,7 @@ fn measures_unlink_latency() {
     probe
         .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
         .unwrap();
-    std::fs::create_dir_all(&dir).unwrap();
-    for i in 0..100 {
-        let file = dir.join(i.to_string());
-        std::fs::write(&file, b"x").unwrap();
-        std::fs::remove_file(&file).unwrap();
-    }
-    std::fs::remove_dir(&dir).unwrap();
+    unlink_files(&dir, 100);
     let (status, stdout, stderr) = probe.finish(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "{stderr:?}");
     assert_sample(

@@ -152,6 +152,38 @@ fn shared_structs(header: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The shared headers of a BPF source: `bpf/<stem>.h`, and the headers of
+/// `bpf/` that it or the headers of `bpf/lib/` it includes name (two
+/// lessons that share one, like lsm_guard and cgroup_guard with guard.h).
+fn shared_headers(bpf_dir: &Path, stem: &str) -> Vec<PathBuf> {
+    let mut headers = vec![bpf_dir.join(format!("{stem}.h"))];
+    let mut sources = vec![bpf_dir.join(format!("{stem}.bpf.c"))];
+    while let Some(source) = sources.pop() {
+        let text = fs::read_to_string(&source).unwrap_or_default();
+        for line in text.lines() {
+            let Some(name) = line
+                .strip_prefix("#include \"")
+                .and_then(|rest| rest.strip_suffix('"'))
+            else {
+                continue;
+            };
+            let path = source.parent().unwrap_or(bpf_dir).join(name);
+            if name.starts_with("lib/") {
+                sources.push(path);
+            } else if path.parent().and_then(|p| p.canonicalize().ok())
+                == bpf_dir.canonicalize().ok()
+                && name != "vmlinux.h"
+                && !headers
+                    .iter()
+                    .any(|h| h.ends_with(path.file_name().unwrap()))
+            {
+                headers.push(path);
+            }
+        }
+    }
+    headers
+}
+
 /// The fields of `pub struct NAME { ... }` in a generated skeleton, as
 /// (field, Rust type), or None when the skeleton has no such struct.
 fn struct_fields(skel: &str, name: &str) -> Option<Vec<(String, String)>> {
@@ -354,7 +386,21 @@ fn main() {
             }
             write_if_changed(&cmdfile, cmdline.as_bytes());
         }
-        let structs = shared_structs(&bpf_dir.join(format!("{stem}.h")));
+        // A lesson's own header must have all its structs in the skeleton
+        // (the build fails on one missing); a header shared with another
+        // lesson contributes those this object uses.
+        let generated = fs::read_to_string(&skel).unwrap_or_default();
+        let structs: Vec<String> = shared_headers(&bpf_dir, &stem)
+            .iter()
+            .enumerate()
+            .flat_map(|(i, h)| {
+                let mut structs = shared_structs(h);
+                if i > 0 {
+                    structs.retain(|n| generated.contains(&format!("pub struct {n} {{")));
+                }
+                structs
+            })
+            .collect();
         let counters = check_plain(&stem, &skel, &structs);
         modules.insert(stem.clone(), (skel, structs, counters));
     }
@@ -381,7 +427,7 @@ fn main() {
         ));
         for name in structs {
             index.push_str(&format!(
-                "    // SAFETY: declared in bpf/{stem}.h, whose structs hold integers only.\n    \
+                "    // SAFETY: declared in a shared header of bpf/{stem}.bpf.c, whose structs hold integers only.\n    \
                  unsafe impl plain::Plain for types::{name} {{}}\n"
             ));
         }

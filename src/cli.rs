@@ -58,6 +58,20 @@ pub fn run(body: impl FnOnce() -> anyhow::Result<()>) -> ! {
     }
 }
 
+/// [`run`] for a binary whose body decides its exit status (a guard that
+/// exits with the status of the command it ran).
+pub fn run_status(body: impl FnOnce() -> anyhow::Result<i32>) -> ! {
+    let result = body();
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(code) => exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit(1);
+        }
+    }
+}
+
 fn print_to_stderr(_level: PrintLevel, msg: String) {
     eprint!("{msg}");
 }

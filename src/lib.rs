@@ -8,6 +8,7 @@
 pub mod cidr;
 pub mod cli;
 pub mod errors;
+pub mod guard;
 pub mod hist;
 pub mod link;
 pub mod maps;

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * cgroup_guard - lsm_guard's connect policy with cgroup socket-address
+ * programs. They are attached to one cgroup and run for the sockets of its
+ * processes (and of the cgroups below it) when they connect or send to an
+ * address. Returning 0 refuses the call with EPERM; 1 lets it go on.
+ * Raw and ICMP echo (ping) sockets send without passing those programs, so
+ * a fifth program refuses to create them in the cgroup.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "lib/guard_policy.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define DENY 0
+#define ALLOW 1
+
+/* (1) The destination as an addr_key. The context holds it in the
+ * caller's byte order conventions: user_ip4 and user_ip6 in network order,
+ * user_port in network order in its low 16 bits. */
+static __always_inline void key4(const struct bpf_sock_addr *ctx,
+				 struct addr_key *key)
+{
+	key->addr[2] = bpf_htonl(0xffff);
+	key->addr[3] = ctx->user_ip4;
+	key->port = bpf_ntohs(ctx->user_port);
+}
+
+static __always_inline void key6(const struct bpf_sock_addr *ctx,
+				 struct addr_key *key)
+{
+	/* Word by word: the verifier allows 4-byte reads of user_ip6. */
+	key->addr[0] = ctx->user_ip6[0];
+	key->addr[1] = ctx->user_ip6[1];
+	key->addr[2] = ctx->user_ip6[2];
+	key->addr[3] = ctx->user_ip6[3];
+	key->port = bpf_ntohs(ctx->user_port);
+}
+
+static __always_inline int check(__u32 kind, struct bpf_sock_addr *ctx,
+				 const struct addr_key *key)
+{
+	__u32 rule = addr_rule(key);
+
+	if (!rule)
+		return ALLOW;
+	report(kind, rule, key, ctx->type, ctx->protocol);
+	return DENY;
+}
+
+/* (2) connect() on IPv4 sockets: TCP, UDP, and ICMP (ping) sockets. */
+SEC("cgroup/connect4")
+int guard_connect4(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key4(ctx, &key);
+	return check(GUARD_CONNECT, ctx, &key);
+}
+
+/* (3) connect() on IPv6 sockets, IPv4-mapped destinations included: a
+ * dual-stack socket connecting to ::ffff:a.b.c.d runs this program, not
+ * connect4, and the mapped key is the IPv4 rule's key. */
+SEC("cgroup/connect6")
+int guard_connect6(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key6(ctx, &key);
+	return check(GUARD_CONNECT, ctx, &key);
+}
+
+/* (4) sendto()/sendmsg() with a destination on unconnected UDP sockets. */
+SEC("cgroup/sendmsg4")
+int guard_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key4(ctx, &key);
+	return check(GUARD_SENDMSG, ctx, &key);
+}
+
+SEC("cgroup/sendmsg6")
+int guard_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct addr_key key = {};
+
+	key6(ctx, &key);
+	return check(GUARD_SENDMSG, ctx, &key);
+}
+
+/* (5) The address programs run where TCP and UDP pick a destination, and
+ * for connect() on ping sockets; a sendto() on a ping socket and anything
+ * on a raw socket passes none of them. Refuse those sockets outright, as
+ * rule 0, when there are rules to enforce. */
+#define SOCK_DGRAM 2
+#define SOCK_RAW 3
+#define IPPROTO_ICMP 1
+#define IPPROTO_ICMPV6 58
+
+SEC("cgroup/sock_create")
+int guard_sock_create(struct bpf_sock *ctx)
+{
+	/* Each context field read once, into a register: the verifier refuses
+	 * a context pointer that the compiler has moved (ctx + offset). */
+	__u32 type = ctx->type, protocol = ctx->protocol;
+	bool ping = type == SOCK_DGRAM &&
+		    (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6);
+
+	if (type != SOCK_RAW && !ping)
+		return ALLOW;
+	report(GUARD_SOCKET, 0, NULL, type, protocol);
+	return DENY;
+}

@@ -1,0 +1,556 @@
+//! What the two security lessons, lsm_guard and cgroup_guard, share: the
+//! policy given on the command line and its map keys (bpf/guard.h), the
+//! cgroup the policy applies to (given, or made to run a command in), and
+//! the report of denials read from the ring buffer.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
+
+use crate::signals::Stop;
+use crate::trace::cstr;
+
+/// Both objects build `struct denial` from bpf/guard.h; this is its Rust
+/// type (the same in either skeleton).
+pub type Denial = crate::skel::cgroup_guard::types::denial;
+
+/// The options both guards take.
+#[derive(clap::Args, Debug)]
+pub struct GuardArgs {
+    /// Deny connecting and sending to ADDR (IPv4 or IPv6) on PORT, or on
+    /// every port when none is given; repeat for more rules
+    #[arg(long = "deny", value_name = "ADDR[:PORT]")]
+    pub deny: Vec<AddrRule>,
+    /// Apply the policy to the processes of this cgroup (a cgroup v2
+    /// directory) and the cgroups below it, until Ctrl-C
+    #[arg(long, value_name = "PATH", conflicts_with = "command")]
+    pub cgroup: Option<PathBuf>,
+    /// One JSON object per denial
+    #[arg(long)]
+    pub json: bool,
+    /// Show libbpf's debug output, including the verifier log
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Run COMMAND in a new cgroup under the policy, and exit with its status
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// A `--deny ADDR[:PORT]` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrRule {
+    pub addr: IpAddr,
+    /// 0: every port.
+    pub port: u16,
+}
+
+impl FromStr for AddrRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AddrRule, String> {
+        let bad = || format!("'{s}' is not ADDR, ADDR:PORT or [IPv6]:PORT");
+        if let Ok(sa) = SocketAddr::from_str(s) {
+            if sa.port() == 0 {
+                return Err(format!(
+                    "'{s}': port 0 is not a port (leave it out for every port)"
+                ));
+            }
+            return Ok(AddrRule {
+                addr: sa.ip(),
+                port: sa.port(),
+            });
+        }
+        let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
+        let addr = IpAddr::from_str(bare.unwrap_or(s)).map_err(|_| bad())?;
+        Ok(AddrRule { addr, port: 0 })
+    }
+}
+
+impl fmt::Display for AddrRule {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match (self.addr, self.port) {
+            (addr, 0) => write!(f, "{addr}"),
+            (addr, port) => write!(f, "{}", SocketAddr::new(addr, port)),
+        }
+    }
+}
+
+/// An address as the BPF side keys it: IPv6, with IPv4 mapped into it.
+fn as_v6(addr: IpAddr) -> Ipv6Addr {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// `struct addr_key`: the address in network order, then the port.
+pub fn addr_key(addr: IpAddr, port: u16) -> [u8; 20] {
+    let mut key = [0; 20];
+    key[..16].copy_from_slice(&as_v6(addr).octets());
+    key[16..].copy_from_slice(&u32::from(port).to_ne_bytes());
+    key
+}
+
+/// A `--deny-path PATH` rule: the file's identity, from stat(2) on the path
+/// (symlinks followed), so that every name of the file matches.
+#[derive(Clone, Debug)]
+pub struct PathRule {
+    pub path: PathBuf,
+    /// The kernel's own encoding of the device (`s_dev`): MAJOR << 20 | MINOR.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FromStr for PathRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PathRule, String> {
+        let meta = std::fs::metadata(s).map_err(|e| format!("'{s}': {e}"))?;
+        // st_dev is user space's encoding; the kernel's s_dev keeps the
+        // minor number in the low 20 bits.
+        let dev = (u64::from(libc::major(meta.dev())) << 20) | u64::from(libc::minor(meta.dev()));
+        Ok(PathRule {
+            path: PathBuf::from(s),
+            dev,
+            ino: meta.ino(),
+        })
+    }
+}
+
+/// `struct file_key`.
+pub fn file_key(rule: &PathRule) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&rule.dev.to_ne_bytes());
+    key[8..].copy_from_slice(&rule.ino.to_ne_bytes());
+    key
+}
+
+/// The rules, numbered from 1: the `--deny` ones first, then `--deny-path`.
+pub struct Policy {
+    pub addrs: Vec<AddrRule>,
+    pub paths: Vec<PathRule>,
+}
+
+impl Policy {
+    pub fn new(addrs: Vec<AddrRule>, paths: Vec<PathRule>) -> Result<Policy> {
+        if addrs.is_empty() && paths.is_empty() {
+            bail!("nothing to deny: give at least one --deny ADDR[:PORT] (or --deny-path PATH)");
+        }
+        Ok(Policy { addrs, paths })
+    }
+
+    /// Rule `n` as it was written on the command line.
+    pub fn describe(&self, n: u32) -> String {
+        let i = n as usize;
+        match i.checked_sub(1) {
+            Some(i) if i < self.addrs.len() => format!("--deny {}", self.addrs[i]),
+            Some(i) if i - self.addrs.len() < self.paths.len() => {
+                format!(
+                    "--deny-path {}",
+                    self.paths[i - self.addrs.len()].path.display()
+                )
+            }
+            _ if n == 0 => {
+                "raw and ping sockets are refused (no rule could check their sends)".into()
+            }
+            _ => format!("rule {n}"),
+        }
+    }
+
+    /// Writes the `--deny` rules into `deny_addrs`.
+    pub fn fill_addrs(&self, deny_addrs: &dyn MapCore) -> Result<()> {
+        for (n, rule) in (1u32..).zip(&self.addrs) {
+            deny_addrs
+                .update(
+                    &addr_key(rule.addr, rule.port),
+                    &n.to_ne_bytes(),
+                    MapFlags::ANY,
+                )
+                .with_context(|| format!("adding --deny {rule}"))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the `--deny-path` rules into `deny_files`.
+    pub fn fill_paths(&self, deny_files: &dyn MapCore) -> Result<()> {
+        let first = self.addrs.len() as u32 + 1;
+        for (n, rule) in (first..).zip(&self.paths) {
+            deny_files
+                .update(&file_key(rule), &n.to_ne_bytes(), MapFlags::ANY)
+                .with_context(|| format!("adding --deny-path {}", rule.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or
+/// /sys/fs/cgroup/unified on systems that also mount cgroup v1).
+pub fn cgroup2_mount() -> Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| PathBuf::from(f[1]))
+        .context(
+            "no cgroup v2 hierarchy is mounted: mount one with `mount -t cgroup2 none /sys/fs/cgroup`",
+        )
+}
+
+fn is_cgroup2(dir: &File) -> bool {
+    // SAFETY: fstatfs writes into the struct we pass, for an fd we own.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(dir.as_raw_fd(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC
+    }
+}
+
+/// The cgroup the policy applies to. One that this process made is emptied
+/// (what still runs in it is killed) and removed on drop.
+pub struct TargetCgroup {
+    path: PathBuf,
+    dir: File,
+    made: bool,
+}
+
+impl TargetCgroup {
+    /// An existing cgroup v2 directory.
+    pub fn open(path: &Path) -> Result<TargetCgroup> {
+        let dir = File::open(path).with_context(|| format!("cgroup {}", path.display()))?;
+        if !is_cgroup2(&dir) || !path.is_dir() {
+            bail!(
+                "{} is not a cgroup v2 directory (they live under {})",
+                path.display(),
+                cgroup2_mount()?.display()
+            );
+        }
+        Ok(TargetCgroup {
+            path: path.to_path_buf(),
+            dir,
+            made: false,
+        })
+    }
+
+    /// A new cgroup `<lesson>-<pid>` at the top of the cgroup v2 hierarchy.
+    pub fn make(lesson: &str) -> Result<TargetCgroup> {
+        let path = cgroup2_mount()?.join(format!("{lesson}-{}", std::process::id()));
+        std::fs::create_dir(&path)
+            .with_context(|| format!("creating the cgroup {}", path.display()))?;
+        let dir = File::open(&path).with_context(|| format!("opening {}", path.display()));
+        let dir = match dir {
+            Ok(dir) => dir,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                return Err(e);
+            }
+        };
+        Ok(TargetCgroup {
+            path,
+            dir,
+            made: true,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> i32 {
+        self.dir.as_raw_fd()
+    }
+
+    /// Starts `command` inside this cgroup: the child moves itself in
+    /// (writes "0" to cgroup.procs) between fork and exec, so the program
+    /// runs under the policy from its first instruction.
+    pub fn spawn(&self, command: &[String]) -> Result<Child> {
+        let procs: OwnedFd = OpenOptions::new()
+            .write(true)
+            .open(self.path.join("cgroup.procs"))
+            .with_context(|| format!("opening {}/cgroup.procs", self.path.display()))?
+            .into();
+        let fd = procs.as_raw_fd();
+        let mut cmd = Command::new(&command[0]);
+        cmd.args(&command[1..]);
+        // SAFETY: only write(2), which is async-signal-safe, runs between
+        // fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot run '{}'", command[0]))?;
+        drop(procs);
+        Ok(child)
+    }
+
+    fn is_empty(&self) -> bool {
+        std::fs::read_to_string(self.path.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+    }
+}
+
+impl Drop for TargetCgroup {
+    fn drop(&mut self) {
+        if !self.made {
+            return;
+        }
+        // What the command left running (a daemon it started) would keep
+        // the cgroup alive: kill it (cgroup.kill, Linux 5.14+) first.
+        if !self.is_empty() {
+            let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !self.is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Err(e) = std::fs::remove_dir(&self.path) {
+            eprintln!(
+                "warning: cannot remove the cgroup {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Where the guard's policy applies: `--cgroup PATH`, or a new cgroup for
+/// `-- COMMAND`.
+pub fn target(args: &GuardArgs, lesson: &str) -> Result<TargetCgroup> {
+    match (&args.cgroup, args.command.is_empty()) {
+        (Some(path), _) => TargetCgroup::open(path),
+        (None, false) => TargetCgroup::make(lesson),
+        (None, true) => bail!(
+            "give the cgroup to guard (--cgroup PATH) or a command to run under the policy \
+             (-- COMMAND ARGS...)"
+        ),
+    }
+}
+
+fn proto_name(sock_type: u32, protocol: u32) -> String {
+    const SOCK_RAW: u32 = 3;
+    match (sock_type, protocol) {
+        (SOCK_RAW, _) => "raw".into(),
+        (_, 6) => "tcp".into(),
+        (_, 17) => "udp".into(),
+        (_, 1) => "icmp".into(),
+        (_, 58) => "icmpv6".into(),
+        (_, p) => format!("proto {p}"),
+    }
+}
+
+/// The destination of a denied connect or send, IPv4 unmapped.
+fn destination(d: &Denial) -> (IpAddr, u16) {
+    let mut octets = [0u8; 16];
+    for (chunk, word) in octets.chunks_mut(4).zip(d.addr) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    let v6 = Ipv6Addr::from(octets);
+    let addr = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    (addr, d.port as u16)
+}
+
+/// One denial as a line: what, by whom, which rule.
+pub fn format_denial(d: &Denial, policy: &Policy, json: bool) -> String {
+    let comm = cstr(&d.comm);
+    let action = match d.kind {
+        1 => "connect",
+        2 => "sendmsg",
+        3 => "open",
+        4 => "socket",
+        _ => "?",
+    };
+    let rule = policy.describe(d.rule);
+    let what = if d.kind == 4 {
+        proto_name(d.r#type, d.protocol)
+    } else if d.kind == 3 {
+        let i = (d.rule as usize).saturating_sub(policy.addrs.len() + 1);
+        policy
+            .paths
+            .get(i)
+            .map_or(String::new(), |p| p.path.display().to_string())
+    } else {
+        let (addr, port) = destination(d);
+        format!(
+            "{} {}",
+            proto_name(d.r#type, d.protocol),
+            SocketAddr::new(addr, port)
+        )
+    };
+    if json {
+        let what_json = if d.kind == 4 {
+            format!("\"proto\":\"{}\"", proto_name(d.r#type, d.protocol))
+        } else if d.kind == 3 {
+            format!("\"path\":{}", json_string(&what))
+        } else {
+            let (addr, port) = destination(d);
+            format!(
+                "\"proto\":\"{}\",\"addr\":\"{addr}\",\"port\":{port}",
+                proto_name(d.r#type, d.protocol)
+            )
+        };
+        format!(
+            "{{\"pid\":{},\"tid\":{},\"comm\":{},\"action\":\"{action}\",{what_json},\"rule\":{},\"deny\":{}}}",
+            d.pid,
+            d.tid,
+            json_string(&comm),
+            d.rule,
+            json_string(&rule)
+        )
+    } else {
+        format!(
+            "DENIED {action:<7} {what:<24} pid {:<7} {comm:<16} rule {}: {rule}",
+            d.pid, d.rule
+        )
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// How a guarded command ended, as a shell reports it: its exit code, or
+/// 128 + the signal that ended it.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+/// Prints every denial until Ctrl-C/SIGTERM or, with a command, until the
+/// command exits (a stop request ends the command first: it must not
+/// outlive its policy). Then prints the counts: `counts()` reads the BPF
+/// side's (denied, dropped). Returns the exit status to leave with.
+pub fn watch(
+    denials: &dyn MapCore,
+    policy: &Policy,
+    json: bool,
+    stop: &Stop,
+    mut child: Option<Child>,
+    counts: impl Fn() -> (u64, u64),
+) -> Result<i32> {
+    let reported = std::cell::Cell::new(0u64);
+    let mut builder = RingBufferBuilder::new();
+    builder.add(denials, |bytes: &[u8]| {
+        if let Ok(d) = crate::maps::from_bytes::<Denial>(bytes) {
+            println!("{}", format_denial(&d, policy, json));
+            let _ = std::io::stdout().flush();
+            reported.set(reported.get() + 1);
+        }
+        0
+    })?;
+    let ring = builder.build()?;
+    let poll = |timeout| match ring.poll(timeout) {
+        Err(e) if e.kind() != libbpf_rs::ErrorKind::Interrupted => {
+            Err(e).context("polling the ring buffer")
+        }
+        _ => Ok(()),
+    };
+    let mut status = 0;
+    loop {
+        poll(Duration::from_millis(100))?;
+        if let Some(c) = child.as_mut() {
+            if let Some(s) = c.try_wait()? {
+                status = exit_code(s);
+                break;
+            }
+        }
+        if stop.requested() {
+            if let Some(mut c) = child.take() {
+                status = stop_child(&mut c)?;
+            }
+            break;
+        }
+    }
+    ring.consume().ok();
+    let (denied, dropped) = counts();
+    let mut summary = format!("{denied} denied, {} reported", reported.get());
+    if dropped > 0 {
+        summary.push_str(&format!(
+            ", {dropped} not reported (the ring buffer was full)"
+        ));
+    }
+    eprintln!("{summary}");
+    Ok(status)
+}
+
+/// SIGTERM, then SIGKILL after 5 s: the command was started here.
+fn stop_child(child: &mut Child) -> Result<i32> {
+    // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(exit_code(s));
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            return Ok(exit_code(child.wait()?));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rules() {
+        let r: AddrRule = "10.0.0.1:443".parse().unwrap();
+        assert_eq!((r.addr.to_string(), r.port), ("10.0.0.1".into(), 443));
+        let r: AddrRule = "[2001:db8::1]:80".parse().unwrap();
+        assert_eq!((r.addr.to_string(), r.port), ("2001:db8::1".into(), 80));
+        let r: AddrRule = "2001:db8::1".parse().unwrap();
+        assert_eq!(r.port, 0);
+        let r: AddrRule = "[::1]".parse().unwrap();
+        assert_eq!(r.to_string(), "::1");
+        for bad in [
+            "1.2.3",
+            "1.2.3.4:",
+            "1.2.3.4:70000",
+            "host:80",
+            "1.2.3.4:0",
+            "",
+        ] {
+            assert!(bad.parse::<AddrRule>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mapped_and_plain_ipv4_are_one_key() {
+        let plain = addr_key("192.0.2.1".parse().unwrap(), 80);
+        let mapped = addr_key("::ffff:192.0.2.1".parse().unwrap(), 80);
+        assert_eq!(plain, mapped);
+        assert_eq!(
+            std::mem::size_of::<Denial>(),
+            std::mem::size_of::<crate::skel::lsm_guard::types::denial>()
+        );
+    }
+}

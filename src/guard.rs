@@ -332,6 +332,10 @@ impl Drop for TargetCgroup {
 /// Where the guard's policy applies: `--cgroup PATH`, or a new cgroup for
 /// `-- COMMAND`.
 pub fn target(args: &GuardArgs, lesson: &str) -> Result<TargetCgroup> {
+    if let Some(program) = args.command.first() {
+        // Before anything is loaded or made: a typo costs nothing.
+        find_program(program).with_context(|| format!("cannot run '{program}'"))?;
+    }
     match (&args.cgroup, args.command.is_empty()) {
         (Some(path), _) => TargetCgroup::open(path),
         (None, false) => TargetCgroup::make(lesson),
@@ -340,6 +344,27 @@ pub fn target(args: &GuardArgs, lesson: &str) -> Result<TargetCgroup> {
              (-- COMMAND ARGS...)"
         ),
     }
+}
+
+/// Where `program` is, as exec would find it (a path, or a name in PATH).
+fn find_program(program: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return if executable(&path) {
+            Ok(path)
+        } else {
+            bail!("no such executable file")
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+        .context("not found in PATH")
 }
 
 fn proto_name(sock_type: u32, protocol: u32) -> String {

@@ -2,8 +2,9 @@
 //! kernel answered. Run it under lsm_guard or cgroup_guard to see a policy
 //! at work; the lessons' tests use it as the guarded process.
 //!
-//! Each action is a verb and its argument; the output is one line per
-//! action: the action, then `ok`, `denied` (EPERM) or the error.
+//! Each action is a verb and its argument. The output is the probe's pid,
+//! then one line per action: the action, then `ok`, `denied` (EPERM) or the
+//! error.
 
 use std::ffi::CString;
 use std::io;
@@ -246,6 +247,7 @@ fn run(args: Args) -> Result<()> {
             v => bail!("unknown action '{v}' (see --help)"),
         }
     }
+    println!("guard_probe pid {}", std::process::id());
     for _ in 0..args.repeat {
         for pair in args.actions.chunks(2) {
             let result = act(&pair[0], &pair[1]);

@@ -24,6 +24,7 @@ pub mod bench;
 mod bpffs;
 pub mod chapter;
 mod cpu;
+pub mod guard;
 pub mod kernel;
 mod netns;
 pub mod packets;

@@ -1,0 +1,519 @@
+//! For the tests of the security lessons (lsm_guard, cgroup_guard): a
+//! cgroup the test makes, a namespace with addresses to connect to, and
+//! guard_probe's answers.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::{assert_bad_inputs, wait_until, BadInput, Exit, NetNs, Running};
+
+/// The addresses in [`Targets`]' namespace (documentation ranges, on its
+/// loopback only).
+pub const TARGET4: &str = "192.0.2.1";
+pub const TARGET6: &str = "2001:db8::1";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The cgroup v2 mount point, from /proc/mounts.
+pub fn cgroup2_root() -> PathBuf {
+    learning_ebpf_rs::guard::cgroup2_mount().expect("a cgroup v2 hierarchy")
+}
+
+/// A cgroup made for a test; dropping it kills what still runs in it (the
+/// test's own children) and removes it, children cgroups first.
+pub struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new() -> Result<TestCgroup> {
+        let name = format!(
+            "lebpf-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        Self::at(cgroup2_root().join(name))
+    }
+
+    fn at(path: PathBuf) -> Result<TestCgroup> {
+        std::fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?;
+        Ok(TestCgroup { path })
+    }
+
+    /// A cgroup below this one.
+    pub fn child(&self, name: &str) -> Result<TestCgroup> {
+        Self::at(self.path.join(name))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes `cmd` start inside this cgroup (it moves itself in before exec).
+    pub fn put(&self, cmd: &mut Command) -> Result<()> {
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(self.path.join("cgroup.procs"))?;
+        // SAFETY: only write(2) runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || (&procs).write_all(b"0"));
+        }
+        Ok(())
+    }
+
+    fn procs(&self) -> String {
+        std::fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if !self.procs().trim().is_empty() {
+            let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+            wait_until(Duration::from_secs(2), || self.procs().trim().is_empty());
+        }
+        if let Err(e) = std::fs::remove_dir(&self.path) {
+            eprintln!("cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The cgroups a guard made (`<lesson>-<pid>`) that outlived it: those of
+/// guards still running (another test's) do not count.
+pub fn cgroups_left_by(lesson: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(cgroup2_root())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_prefix(&format!("{lesson}-")))
+                        .and_then(|pid| pid.parse::<u32>().ok())
+                        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A namespace with TARGET4 and TARGET6 on its loopback, TCP listeners on
+/// ports 80 and 81 of both, UDP sockets bound there too, and ping sockets
+/// allowed for root.
+pub struct Targets {
+    ns: NetNs,
+    _listeners: Vec<TcpListener>,
+    _udp: Vec<UdpSocket>,
+}
+
+impl Targets {
+    pub fn new() -> Result<Targets> {
+        let ns = NetNs::new()?;
+        ns.ip(&["addr", "add", &format!("{TARGET4}/32"), "dev", "lo"])?;
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{TARGET6}/128"),
+            "dev",
+            "lo",
+            "nodad",
+        ])?;
+        ns.sysctl("net/ipv4/ping_group_range", "0 0")?;
+        let (listeners, udp) = ns.run(|| -> Result<_> {
+            let mut tcp = Vec::new();
+            let mut udp = Vec::new();
+            for addr in [TARGET4.to_string(), format!("[{TARGET6}]")] {
+                for port in [80, 81] {
+                    tcp.push(TcpListener::bind(format!("{addr}:{port}"))?);
+                    udp.push(UdpSocket::bind(format!("{addr}:{port}"))?);
+                }
+            }
+            Ok((tcp, udp))
+        })?;
+        Ok(Targets {
+            ns,
+            _listeners: listeners,
+            _udp: udp,
+        })
+    }
+
+    /// `nsenter --net=... PROBE ARGS`: guard_probe in this namespace, as the
+    /// words of a command line.
+    pub fn probe(&self, probe: &str, args: &[&str]) -> Vec<String> {
+        let mut words = vec![
+            "nsenter".to_string(),
+            format!("--net=/run/netns/{}", self.ns.name()),
+            probe.to_string(),
+        ];
+        words.extend(args.iter().map(|a| a.to_string()));
+        words
+    }
+}
+
+/// guard_probe's answers: its pid, and each action with its outcome
+/// ("ok", "denied", or "error: ...").
+pub struct ProbeOutput {
+    pub pid: u32,
+    pub answers: Vec<(String, String)>,
+}
+
+impl ProbeOutput {
+    /// Reads the probe's lines out of `stdout` (which may hold other lines:
+    /// a guard's reports share the terminal).
+    pub fn parse(stdout: &[String]) -> ProbeOutput {
+        let pid = stdout
+            .iter()
+            .find_map(|l| l.strip_prefix("guard_probe pid "))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no guard_probe pid line in {stdout:?}"));
+        let answers = stdout
+            .iter()
+            .filter(|l| {
+                l.starts_with("connect-")
+                    || l.starts_with("sendto-")
+                    || l.starts_with("open ")
+                    || l.starts_with("reopen ")
+            })
+            .map(|l| {
+                let mut words = l.splitn(3, ' ');
+                let action = format!(
+                    "{} {}",
+                    words.next().unwrap_or(""),
+                    words.next().unwrap_or("")
+                );
+                (action, words.next().unwrap_or("").to_string())
+            })
+            .collect();
+        ProbeOutput { pid, answers }
+    }
+
+    /// The outcome of `action` ("connect-tcp 192.0.2.1:80"), the first time.
+    pub fn outcome(&self, action: &str) -> &str {
+        self.answers
+            .iter()
+            .find(|(a, _)| a == action)
+            .map(|(_, o)| o.as_str())
+            .unwrap_or_else(|| panic!("no answer for {action} in {:?}", self.answers))
+    }
+}
+
+/// One thing guard_probe tries under the policy [`POLICY`], and the rule
+/// that must deny it (None: it must be let through).
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub action: &'static str,
+    pub rule: Option<u32>,
+}
+
+pub const fn case(action: &'static str, rule: Option<u32>) -> Case {
+    Case { action, rule }
+}
+
+/// The connect policy both lessons are tested with: rule 1 denies one port
+/// of TARGET4, rule 2 every port of TARGET6.
+pub const POLICY: [&str; 4] = ["--deny", "192.0.2.1:80", "--deny", "2001:db8::1"];
+
+/// What both guards must deny and allow under [`POLICY`], whatever the
+/// program type: TCP over both families, the IPv4 address written as an
+/// IPv4-mapped IPv6 one, UDP with sendto() and with connect(), TCP Fast
+/// Open (a sendto() that connects), ICMP echo and raw sockets.
+pub const CONNECT_CASES: [Case; 14] = [
+    case("connect-tcp 192.0.2.1:80", Some(1)),
+    case("connect-tcp [2001:db8::1]:81", Some(2)),
+    case("connect-tcp [::ffff:192.0.2.1]:80", Some(1)),
+    case("sendto-udp 192.0.2.1:80", Some(1)),
+    case("sendto-udp [2001:db8::1]:80", Some(2)),
+    case("connect-udp 192.0.2.1:80", Some(1)),
+    case("sendto-tcp 192.0.2.1:80", Some(1)),
+    case("connect-ping 2001:db8::1", Some(2)),
+    case("sendto-ping 2001:db8::1", Some(2)),
+    case("sendto-raw 2001:db8::1", Some(2)),
+    case("connect-tcp 192.0.2.1:81", None),
+    case("connect-tcp [::ffff:192.0.2.1]:81", None),
+    case("sendto-udp 192.0.2.1:81", None),
+    case("connect-udp 192.0.2.1:81", None),
+];
+
+/// A guard's run: the probe's answers, the denials it reported (its JSON
+/// lines), and its stderr.
+pub struct GuardRun {
+    pub probe: ProbeOutput,
+    pub denials: Vec<serde_json::Value>,
+    pub stderr: String,
+    pub status: std::process::ExitStatus,
+}
+
+/// Runs `guard --json ARGS -- nsenter ... probe ACTIONS` to the end.
+pub fn run_guarded(
+    guard: &str,
+    args: &[&str],
+    targets: &Targets,
+    probe: &str,
+    actions: &[&str],
+) -> GuardRun {
+    run_guarded_in(Path::new("."), guard, args, targets, probe, actions)
+}
+
+/// [`run_guarded`] in the directory `cwd` (for the probe's relative paths).
+pub fn run_guarded_in(
+    cwd: &Path,
+    guard: &str,
+    args: &[&str],
+    targets: &Targets,
+    probe: &str,
+    actions: &[&str],
+) -> GuardRun {
+    let words: Vec<&str> = actions.iter().flat_map(|a| a.split(' ')).collect();
+    let out = Command::new(guard)
+        .current_dir(cwd)
+        .arg("--json")
+        .args(args)
+        .arg("--")
+        .args(targets.probe(probe, &words))
+        .output()
+        .expect("running the guard");
+    let stdout: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let denials = stdout
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    GuardRun {
+        probe: ProbeOutput::parse(&stdout),
+        denials,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: out.status,
+    }
+}
+
+/// Checks each case's outcome, and that each denial was reported once, by
+/// the probe's pid, with its rule; `socket_rule` is the rule a guard
+/// reports when it refuses the socket itself rather than its destination
+/// (cgroup_guard's raw and ping sockets), or None.
+pub fn assert_cases(run: &GuardRun, cases: &[Case], socket_rule: Option<(u32, &[&str])>) {
+    let mut expected_rules = Vec::new();
+    for case in cases {
+        let outcome = run.probe.outcome(case.action);
+        match case.rule {
+            Some(rule) => {
+                assert_eq!(outcome, "denied", "{}: {:?}", case.action, run.stderr);
+                let refused_socket =
+                    socket_rule.filter(|(_, kinds)| kinds.iter().any(|k| case.action.contains(k)));
+                expected_rules.push(refused_socket.map_or(rule, |(r, _)| r));
+            }
+            None => assert!(
+                outcome == "ok",
+                "{} must be allowed, got {outcome}",
+                case.action
+            ),
+        }
+    }
+    let mut reported: Vec<u32> = run
+        .denials
+        .iter()
+        .map(|d| {
+            assert_eq!(d["pid"], run.probe.pid, "{d}");
+            assert_eq!(d["comm"], "guard_probe", "{d}");
+            d["rule"].as_u64().unwrap() as u32
+        })
+        .collect();
+    reported.sort();
+    expected_rules.sort();
+    assert_eq!(
+        reported, expected_rules,
+        "the rules of the reported denials"
+    );
+    let summary = format!(
+        "{} denied, {} reported",
+        expected_rules.len(),
+        expected_rules.len()
+    );
+    assert!(
+        run.stderr.contains(&summary),
+        "{:?} lacks {summary:?}",
+        run.stderr
+    );
+}
+
+/// guard_probe with `actions`, started in `cgroup` (or where the test runs).
+pub fn probe_in(
+    probe: &str,
+    targets: &Targets,
+    cgroup: Option<&TestCgroup>,
+    actions: &[&str],
+) -> ProbeOutput {
+    let words = targets.probe(probe, actions);
+    let mut cmd = Command::new(&words[0]);
+    cmd.args(&words[1..]);
+    if let Some(cgroup) = cgroup {
+        cgroup.put(&mut cmd).unwrap();
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ProbeOutput::parse(&lines)
+}
+
+/// `guard --json --deny 192.0.2.1:80 --cgroup CGROUP`, once it is attached.
+fn guard_cgroup(guard: &str, cgroup: &TestCgroup) -> Running {
+    let mut cmd = Command::new(guard);
+    cmd.args(["--json", "--deny", "192.0.2.1:80", "--cgroup"])
+        .arg(cgroup.path());
+    let mut running = Running::spawn(cmd).unwrap();
+    running
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    running
+}
+
+const DENIED: &str = "connect-tcp 192.0.2.1:80";
+const TRY_DENIED: [&str; 2] = ["connect-tcp", "192.0.2.1:80"];
+
+/// The policy holds in the cgroup and below it, not outside it, and only
+/// while the guard runs: SIGTERM and SIGKILL both take it away.
+pub fn assert_scoped_to_cgroup(guard: &str, probe: &str) {
+    let targets = Targets::new().unwrap();
+    let cgroup = TestCgroup::new().unwrap();
+    let below = cgroup.child("below").unwrap();
+    let outcome = |cgroup: Option<&TestCgroup>| {
+        probe_in(probe, &targets, cgroup, &TRY_DENIED)
+            .outcome(DENIED)
+            .to_string()
+    };
+    let running = guard_cgroup(guard, &cgroup);
+    assert_eq!(outcome(None), "ok", "outside the cgroup");
+    assert_eq!(outcome(Some(&cgroup)), "denied", "in the cgroup");
+    assert_eq!(outcome(Some(&below)), "denied", "in a cgroup below it");
+
+    running.signal(libc::SIGTERM).unwrap();
+    let (status, stdout, stderr) = running.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    assert_eq!(stdout.len(), 2, "one report per denial: {stdout:?}");
+    assert!(
+        stderr.iter().any(|l| l == "2 denied, 2 reported"),
+        "{stderr:?}"
+    );
+    assert_eq!(outcome(Some(&cgroup)), "ok", "after SIGTERM");
+
+    // SIGKILL gives the guard no chance to clean up: its links close with
+    // the process, and the programs go with them.
+    let running = guard_cgroup(guard, &cgroup);
+    running.signal(libc::SIGKILL).unwrap();
+    let _ = running.finish(Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(5), || outcome(Some(&cgroup)) == "ok"),
+        "after SIGKILL the policy must be gone"
+    );
+}
+
+/// A stopped guard reads nothing: 2,000 denials overflow its 64 KiB ring
+/// buffer (about 900 records), and its summary counts what was lost.
+pub fn assert_counts_drops(guard: &str, probe: &str) {
+    let targets = Targets::new().unwrap();
+    let cgroup = TestCgroup::new().unwrap();
+    let running = guard_cgroup(guard, &cgroup);
+    running.signal(libc::SIGSTOP).unwrap();
+    let mut actions = vec!["--repeat", "2000"];
+    actions.extend(TRY_DENIED);
+    let tried = probe_in(probe, &targets, Some(&cgroup), &actions);
+    running.signal(libc::SIGCONT).unwrap();
+    assert_eq!(tried.answers.len(), 2000);
+    assert!(tried.answers.iter().all(|(_, o)| o == "denied"));
+    running.signal(libc::SIGINT).unwrap();
+    let (status, stdout, stderr) = running.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    let summary = stderr.last().unwrap();
+    let numbers: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [denied, reported, dropped] = numbers[..] else {
+        panic!("{summary:?}: denied, reported and not reported");
+    };
+    assert_eq!(denied, 2000, "{summary}");
+    assert_eq!(reported, stdout.len() as u64, "{summary}");
+    assert!(dropped > 0, "{summary}");
+    assert_eq!(reported + dropped, denied, "{summary}");
+}
+
+/// The bad command lines both guards refuse in one line, leaving no cgroup.
+pub const BAD_INPUTS: [BadInput<'static>; 7] = [
+    BadInput {
+        name: "a cgroup that does not exist",
+        args: &[
+            "--deny",
+            "192.0.2.1",
+            "--cgroup",
+            "/sys/fs/cgroup/no-such-cgroup",
+        ],
+        exit: Exit::Code(1),
+        says: "no-such-cgroup",
+    },
+    BadInput {
+        name: "a directory that is not a cgroup",
+        args: &["--deny", "192.0.2.1", "--cgroup", "/"],
+        exit: Exit::Code(1),
+        says: "not a cgroup v2 directory",
+    },
+    BadInput {
+        name: "a malformed address",
+        args: &["--deny", "192.0.2", "--", "true"],
+        exit: Exit::Code(2),
+        says: "'192.0.2' is not ADDR",
+    },
+    BadInput {
+        name: "a port out of range",
+        args: &["--deny", "192.0.2.1:65536", "--", "true"],
+        exit: Exit::Code(2),
+        says: "192.0.2.1:65536",
+    },
+    BadInput {
+        name: "no cgroup and no command",
+        args: &["--deny", "192.0.2.1"],
+        exit: Exit::Code(1),
+        says: "give the cgroup to guard",
+    },
+    BadInput {
+        name: "no rule",
+        args: &["--", "true"],
+        exit: Exit::Code(1),
+        says: "nothing to deny",
+    },
+    BadInput {
+        name: "a command that cannot run",
+        args: &["--deny", "192.0.2.1", "--", "/no/such/command"],
+        exit: Exit::Code(1),
+        says: "cannot run '/no/such/command'",
+    },
+];
+
+/// Runs `cases` against `guard` (named `lesson`), checking after each that
+/// it left no cgroup behind.
+pub fn assert_bad_guard_inputs(guard: &str, lesson: &str, cases: &[BadInput]) {
+    assert_bad_inputs(
+        cases,
+        |case| {
+            let mut cmd = Command::new(guard);
+            cmd.args(case.args);
+            cmd
+        },
+        |case| {
+            let left = cgroups_left_by(lesson);
+            assert!(left.is_empty(), "{}: left {left:?}", case.name)
+        },
+    );
+}

@@ -1,0 +1,46 @@
+//! cgroup_guard: the connect policy denies exactly what it lists, for the
+//! processes of one cgroup and the cgroups below it, whatever socket they
+//! use; every denial is reported once; nothing remains after exit.
+
+use testkit::guard::{
+    assert_bad_guard_inputs, assert_cases, assert_counts_drops, assert_scoped_to_cgroup, case,
+    cgroups_left_by, run_guarded, Targets, BAD_INPUTS, CONNECT_CASES, POLICY,
+};
+use testkit::require_privileges;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cgroup_guard");
+const PROBE: &str = env!("CARGO_BIN_EXE_guard_probe");
+
+#[test]
+fn denies_what_is_listed_and_nothing_else() {
+    require_privileges!("denies_what_is_listed_and_nothing_else");
+    let targets = Targets::new().unwrap();
+    // Raw and ping sockets are refused when they are made, whatever their
+    // destination (rule 0): the address programs never see their sends.
+    let mut cases = CONNECT_CASES.to_vec();
+    cases.push(case("connect-ping 192.0.2.1", Some(0)));
+    cases.push(case("connect-raw 192.0.2.1", Some(0)));
+    let actions: Vec<&str> = cases.iter().map(|c| c.action).collect();
+    let run = run_guarded(BIN, &POLICY, &targets, PROBE, &actions);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_cases(&run, &cases, Some((0, &["-ping", "-raw"])));
+    assert!(cgroups_left_by("cgroup_guard").is_empty());
+}
+
+#[test]
+fn only_the_cgroup_and_below_and_only_while_it_runs() {
+    require_privileges!("only_the_cgroup_and_below_and_only_while_it_runs");
+    assert_scoped_to_cgroup(BIN, PROBE);
+}
+
+#[test]
+fn counts_what_a_full_ring_buffer_drops() {
+    require_privileges!("counts_what_a_full_ring_buffer_drops");
+    assert_counts_drops(BIN, PROBE);
+}
+
+#[test]
+fn bad_input_gives_one_line_and_leaves_nothing() {
+    require_privileges!("bad_input_gives_one_line_and_leaves_nothing");
+    assert_bad_guard_inputs(BIN, "cgroup_guard", &BAD_INPUTS);
+}

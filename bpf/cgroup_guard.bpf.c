@@ -17,6 +17,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define DENY 0
 #define ALLOW 1
 
+/* ANCHOR: check */
 /* (1) The destination as an addr_key. The context holds it in the
  * caller's byte order conventions: user_ip4 and user_ip6 in network order,
  * user_port in network order in its low 16 bits. */
@@ -49,7 +50,9 @@ static __always_inline int check(__u32 kind, struct bpf_sock_addr *ctx,
 	report(kind, rule, key, ctx->type, ctx->protocol);
 	return DENY;
 }
+/* ANCHOR_END: check */
 
+/* ANCHOR: connect */
 /* (2) connect() on IPv4 sockets: TCP, UDP, and ICMP (ping) sockets. */
 SEC("cgroup/connect4")
 int guard_connect4(struct bpf_sock_addr *ctx)
@@ -71,6 +74,7 @@ int guard_connect6(struct bpf_sock_addr *ctx)
 	key6(ctx, &key);
 	return check(GUARD_CONNECT, ctx, &key);
 }
+/* ANCHOR_END: connect */
 
 /* (4) sendto()/sendmsg() with a destination on unconnected UDP sockets. */
 SEC("cgroup/sendmsg4")
@@ -91,10 +95,11 @@ int guard_sendmsg6(struct bpf_sock_addr *ctx)
 	return check(GUARD_SENDMSG, ctx, &key);
 }
 
+/* ANCHOR: sock_create */
 /* (5) The address programs run where TCP and UDP pick a destination, and
  * for connect() on ping sockets; a sendto() on a ping socket and anything
- * on a raw socket passes none of them. Refuse those sockets outright, as
- * rule 0, when there are rules to enforce. */
+ * on a raw socket passes none of them. Refuse those sockets outright (the
+ * report names rule 0): no rule could check where they send. */
 #define SOCK_DGRAM 2
 #define SOCK_RAW 3
 #define IPPROTO_ICMP 1
@@ -114,3 +119,5 @@ int guard_sock_create(struct bpf_sock *ctx)
 	report(GUARD_SOCKET, 0, NULL, type, protocol);
 	return DENY;
 }
+
+/* ANCHOR_END: sock_create */

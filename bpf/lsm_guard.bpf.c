@@ -17,6 +17,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* ANCHOR: scope */
 /* (1) The target cgroup: user space stores its fd at index 0. */
 struct {
 	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
@@ -39,7 +40,9 @@ static __always_inline bool in_target(void)
 {
 	return bpf_current_task_under_cgroup(&target, 0) == 1;
 }
+/* ANCHOR_END: scope */
 
+/* ANCHOR: addr */
 /* (4) The destination of a connect or sendmsg as an addr_key; false for
  * families the policy does not cover (AF_UNIX, AF_UNSPEC, ...). `sa` points
  * to the kernel's copy of the caller's address: read it with
@@ -87,7 +90,9 @@ static __always_inline int check_addr(__u32 kind, struct socket *sock,
 	       BPF_CORE_READ(sock, sk, sk_protocol));
 	return -EPERM;
 }
+/* ANCHOR_END: addr */
 
+/* ANCHOR: hooks */
 /* (5) Every connect(), whatever the socket type: TCP, UDP, ICMP, raw. The
  * last argument is what the LSMs before this program decided: keep a
  * refusal. */
@@ -117,7 +122,9 @@ int BPF_PROG(guard_sendmsg, struct socket *sock, struct msghdr *msg, int size,
 	return check_addr(GUARD_SENDMSG, sock, name,
 			  BPF_CORE_READ(msg, msg_namelen));
 }
+/* ANCHOR_END: hooks */
 
+/* ANCHOR: open */
 /* (7) Every open, matched by inode: whichever name the process used, the
  * kernel has resolved it to this file by now. */
 SEC("lsm/file_open")
@@ -138,3 +145,4 @@ int BPF_PROG(guard_open, struct file *file, int ret)
 	report(GUARD_OPEN, *rule, NULL, 0, 0);
 	return -EPERM;
 }
+/* ANCHOR_END: open */

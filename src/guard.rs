@@ -272,6 +272,7 @@ impl TargetCgroup {
         self.dir.as_raw_fd()
     }
 
+    // ANCHOR: spawn
     /// Starts `command` inside this cgroup: the child moves itself in
     /// (writes "0" to cgroup.procs) between fork and exec, so the program
     /// runs under the policy from its first instruction.
@@ -300,6 +301,7 @@ impl TargetCgroup {
         drop(procs);
         Ok(child)
     }
+    // ANCHOR_END: spawn
 
     fn is_empty(&self) -> bool {
         std::fs::read_to_string(self.path.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())

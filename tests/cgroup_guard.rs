@@ -2,9 +2,10 @@
 //! processes of one cgroup and the cgroups below it, whatever socket they
 //! use; every denial is reported once; nothing remains after exit.
 
+use testkit::chapter::assert_sample;
 use testkit::guard::{
     assert_bad_guard_inputs, assert_cases, assert_counts_drops, assert_scoped_to_cgroup, case,
-    cgroups_left_by, run_guarded, Targets, BAD_INPUTS, CONNECT_CASES, POLICY,
+    cgroups_left_by, chapter_run, run_guarded, Targets, BAD_INPUTS, CONNECT_CASES, POLICY,
 };
 use testkit::require_privileges;
 
@@ -43,4 +44,28 @@ fn counts_what_a_full_ring_buffer_drops() {
 fn bad_input_gives_one_line_and_leaves_nothing() {
     require_privileges!("bad_input_gives_one_line_and_leaves_nothing");
     assert_bad_guard_inputs(BIN, "cgroup_guard", &BAD_INPUTS);
+}
+
+/// The chapter's "Run it", as it shows it.
+#[test]
+fn chapter_run_it_output() {
+    require_privileges!("chapter_run_it_output");
+    let text = chapter_run(
+        BIN,
+        &["--deny", "192.0.2.1:80", "--deny", "2001:db8::1"],
+        PROBE,
+        &[
+            "connect-tcp",
+            "192.0.2.1:80",
+            "connect-tcp",
+            "[::ffff:192.0.2.1]:80",
+            "sendto-udp",
+            "[2001:db8::1]:53",
+            "sendto-tcp",
+            "192.0.2.1:80",
+            "sendto-raw",
+            "192.0.2.7",
+        ],
+    );
+    assert_sample("docs/09-cgroup_guard.md", "cgroup_guard_run", &text);
 }

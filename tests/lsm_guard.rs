@@ -8,9 +8,10 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::process::Command;
 
+use testkit::chapter::assert_sample;
 use testkit::guard::{
     assert_bad_guard_inputs, assert_cases, assert_counts_drops, assert_scoped_to_cgroup, case,
-    cgroups_left_by, run_guarded_in, Targets, BAD_INPUTS, CONNECT_CASES, POLICY,
+    cgroups_left_by, chapter_run, run_guarded_in, Targets, BAD_INPUTS, CONNECT_CASES, POLICY,
 };
 use testkit::{require_privileges, BadInput, Exit};
 
@@ -50,6 +51,7 @@ fn works_or_refuses_in_one_line() {
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(REFUSED), "{stderr}");
+        assert_sample("docs/08-lsm_guard.md", "lsm_guard_refusal", &stderr);
     }
     assert!(cgroups_left_by("lsm_guard").is_empty());
 }
@@ -154,4 +156,39 @@ fn bad_input_gives_one_line_and_leaves_nothing() {
         says: "'/no/such/file': No such file or directory",
     });
     assert_bad_guard_inputs(BIN, "lsm_guard", &cases);
+}
+
+/// The chapter's "Run it", as it shows it, with the link it makes.
+#[test]
+fn chapter_run_it_output() {
+    require_privileges!("chapter_run_it_output");
+    if !lsm_runs_here("chapter_run_it_output") {
+        return;
+    }
+    let link = PathBuf::from("/tmp/shadow-link");
+    let _ = std::fs::remove_file(&link);
+    symlink("/etc/shadow", &link).unwrap();
+    let text = chapter_run(
+        BIN,
+        &["--deny", "192.0.2.1:80", "--deny-path", "/etc/shadow"],
+        PROBE,
+        &[
+            "connect-tcp",
+            "192.0.2.1:80",
+            "connect-tcp",
+            "[::ffff:192.0.2.1]:80",
+            "sendto-udp",
+            "192.0.2.1:80",
+            "open",
+            "/etc/shadow",
+            "open",
+            "/tmp/shadow-link",
+            "reopen",
+            "/etc/shadow",
+            "open",
+            "/etc/hostname",
+        ],
+    );
+    std::fs::remove_file(&link).unwrap();
+    assert_sample("docs/08-lsm_guard.md", "lsm_guard_run", &text);
 }

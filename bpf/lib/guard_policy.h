@@ -11,6 +11,7 @@
 
 #define GUARD_MAX_RULES 1024
 
+/* ANCHOR: maps */
 /* (1) --deny rules: address and port -> rule number (1, 2, ...). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -28,11 +29,13 @@ struct {
 
 __u64 denied = 0;  /* every denial */
 __u64 dropped = 0; /* denials the ring buffer had no room to report */
+/* ANCHOR_END: maps */
 
 /* Makes the types visible to the Rust skeleton's generated types. */
 struct denial guard_denial_unused;
 enum guard_kind guard_kind_unused;
 
+/* ANCHOR: lookup */
 /* The rule that denies `key`: its exact port first, then "every port".
  * 0 when none does. */
 static __always_inline __u32 addr_rule(const struct addr_key *key)
@@ -47,6 +50,7 @@ static __always_inline __u32 addr_rule(const struct addr_key *key)
 	rule = bpf_map_lookup_elem(&deny_addrs, &any);
 	return rule ? *rule : 0;
 }
+/* ANCHOR_END: lookup */
 
 /* (3) Counts a denial and reports it; `key` is NULL for a file. */
 static __always_inline void report(__u32 kind, __u32 rule,

@@ -517,3 +517,39 @@ pub fn assert_bad_guard_inputs(guard: &str, lesson: &str, cases: &[BadInput]) {
         },
     );
 }
+
+/// A guarded probe's run as the chapters show it: the probe's answers,
+/// then the guard's reports, then its counts (on a terminal the two
+/// programs' lines interleave in whatever order they were written).
+pub fn as_chapter_shows(stdout: &[String], stderr: &[String]) -> String {
+    let (reports, answers): (Vec<&String>, Vec<&String>) =
+        stdout.iter().partition(|l| l.starts_with("DENIED "));
+    answers
+        .into_iter()
+        .chain(reports)
+        .chain(stderr)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs `guard ARGS -- probe ACTIONS` (no namespace: every network action
+/// of a chapter's run is denied, so nothing is sent) and returns the text
+/// [`as_chapter_shows`] makes of it.
+pub fn chapter_run(guard: &str, args: &[&str], probe: &str, actions: &[&str]) -> String {
+    let out = Command::new(guard)
+        .args(args)
+        .arg("--")
+        .arg(probe)
+        .args(actions)
+        .output()
+        .expect("running the guard");
+    let lines = |b: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(out.status.success(), "{out:?}");
+    as_chapter_shows(&lines(&out.stdout), &lines(&out.stderr))
+}

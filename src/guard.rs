@@ -470,6 +470,45 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
+/// The counters the BPF side keeps in `.bss` (`denied`, `dropped`), read
+/// whole while it may be updating them.
+pub fn counts(denied: &u64, dropped: &u64) -> (u64, u64) {
+    // SAFETY: both point into the skeleton's mapped .bss, which the BPF
+    // side updates with atomic adds of aligned 64-bit values.
+    unsafe {
+        (
+            std::ptr::read_volatile(denied),
+            std::ptr::read_volatile(dropped),
+        )
+    }
+}
+
+/// A guard's run once its programs are attached: start the command in the
+/// cgroup (or say which cgroup is guarded), [`watch`] until it ends, then
+/// empty and remove a cgroup made for it, before the caller detaches the
+/// programs, so that nothing it held runs unguarded.
+pub fn serve(
+    cgroup: TargetCgroup,
+    args: &GuardArgs,
+    denials: &dyn MapCore,
+    policy: &Policy,
+    stop: &Stop,
+    counts: impl Fn() -> (u64, u64),
+) -> Result<i32> {
+    let child = if args.command.is_empty() {
+        eprintln!(
+            "Guarding cgroup {}... Hit Ctrl-C to end.",
+            cgroup.path().display()
+        );
+        None
+    } else {
+        Some(cgroup.spawn(&args.command)?)
+    };
+    let status = watch(denials, policy, args.json, stop, child, counts);
+    drop(cgroup);
+    status
+}
+
 /// Prints every denial until Ctrl-C/SIGTERM or, with a command, until the
 /// command exits (a stop request ends the command first: it must not
 /// outlive its policy). Then prints the counts: `counts()` reads the BPF

@@ -19,12 +19,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_lsm_guard");
 const PROBE: &str = env!("CARGO_BIN_EXE_guard_probe");
 const REFUSED: &str = "this kernel refuses BPF LSM programs (EPERM";
 
-/// Whether LSM programs load here; if not, says `NOT RUN test` and why.
-fn lsm_runs_here(test: &str) -> bool {
-    let out = Command::new(BIN)
+/// `lsm_guard --deny 192.0.2.1 -- true`: loads the programs, runs `true`.
+fn guard_true() -> std::process::Output {
+    Command::new(BIN)
         .args(["--deny", "192.0.2.1", "--", "true"])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Whether LSM programs load here; if not, says `NOT RUN test` and why.
+fn lsm_runs_here(test: &str) -> bool {
+    let out = guard_true();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() {
         return true;
@@ -40,10 +45,7 @@ fn lsm_runs_here(test: &str) -> bool {
 #[test]
 fn works_or_refuses_in_one_line() {
     require_privileges!("works_or_refuses_in_one_line");
-    let out = Command::new(BIN)
-        .args(["--deny", "192.0.2.1", "--", "true"])
-        .output()
-        .unwrap();
+    let out = guard_true();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() {
         assert_eq!(stderr.trim(), "0 denied, 0 reported");

@@ -98,37 +98,15 @@ fn run(args: Args) -> Result<i32> {
     skel.attach().map_err(load_error).context("attaching")?;
     // ANCHOR_END: spine
 
-    let child = if args.guard.command.is_empty() {
-        eprintln!(
-            "Guarding cgroup {}... Hit Ctrl-C to end.",
-            cgroup.path().display()
-        );
-        None
-    } else {
-        Some(cgroup.spawn(&args.guard.command)?)
-    };
     let bss = skel.maps.bss_data.as_deref().context("no .bss")?;
-    let counts = || {
-        // SAFETY: the BPF side updates these atomically; read them whole.
-        unsafe {
-            (
-                std::ptr::read_volatile(&bss.denied),
-                std::ptr::read_volatile(&bss.dropped),
-            )
-        }
-    };
-    let status = guard::watch(
+    guard::serve(
+        cgroup,
+        &args.guard,
         &skel.maps.denials,
         &policy,
-        args.guard.json,
         &stop,
-        child,
-        counts,
-    );
-    // Empty and remove a cgroup made here before the policy goes, so that
-    // nothing it held runs unguarded.
-    drop(cgroup);
-    status
+        || guard::counts(&bss.denied, &bss.dropped),
+    )
 }
 
 fn main() {

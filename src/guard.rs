@@ -245,8 +245,12 @@ impl TargetCgroup {
     }
 
     /// A new cgroup `<lesson>-<pid>` at the top of the cgroup v2 hierarchy.
+    /// Also removes, if empty, the cgroups of earlier runs that were
+    /// killed before they could remove their own.
     pub fn make(lesson: &str) -> Result<TargetCgroup> {
-        let path = cgroup2_mount()?.join(format!("{lesson}-{}", std::process::id()));
+        let root = cgroup2_mount()?;
+        remove_stale(&root, lesson);
+        let path = root.join(format!("{lesson}-{}", std::process::id()));
         std::fs::create_dir(&path)
             .with_context(|| format!("creating the cgroup {}", path.display()))?;
         let dir = File::open(&path).with_context(|| format!("opening {}", path.display()));
@@ -285,12 +289,21 @@ impl TargetCgroup {
         let fd = procs.as_raw_fd();
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]);
-        // SAFETY: only write(2), which is async-signal-safe, runs between
-        // fork and exec.
+        // The command must not outlive its policy: the kernel kills it if
+        // this process dies, even by SIGKILL (PR_SET_PDEATHSIG).
+        let guard_pid = std::process::id() as i32;
+        // SAFETY: only async-signal-safe calls (write, prctl, getppid) run
+        // between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                {
                     return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != guard_pid {
+                    // The guard died before prctl took effect.
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())
             });
@@ -305,6 +318,29 @@ impl TargetCgroup {
 
     fn is_empty(&self) -> bool {
         std::fs::read_to_string(self.path.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+    }
+}
+
+/// Removes `<lesson>-<pid>` cgroups whose guard no longer runs. rmdir
+/// fails on a cgroup that still has processes: those are left alone.
+fn remove_stale(root: &Path, lesson: &str) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let pid = path.file_name().and_then(|n| n.to_str()).and_then(|n| {
+            n.strip_prefix(lesson)?
+                .strip_prefix('-')?
+                .parse::<u32>()
+                .ok()
+        });
+        let Some(pid) = pid else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_dir(&path).is_ok() {
+            eprintln!(
+                "note: removed {}, left by a {lesson} that was killed",
+                path.display()
+            );
+        }
     }
 }
 

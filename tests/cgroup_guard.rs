@@ -4,8 +4,9 @@
 
 use testkit::chapter::assert_sample;
 use testkit::guard::{
-    assert_bad_guard_inputs, assert_cases, assert_counts_drops, assert_scoped_to_cgroup, case,
-    cgroups_left_by, chapter_run, run_guarded, Targets, BAD_INPUTS, CONNECT_CASES, POLICY,
+    assert_bad_guard_inputs, assert_cases, assert_command_mode_leaves_nothing, assert_counts_drops,
+    assert_scoped_to_cgroup, case, cgroups_left_by, chapter_run, run_guarded, serial, Targets,
+    BAD_INPUTS, CONNECT_CASES, POLICY,
 };
 use testkit::require_privileges;
 
@@ -15,6 +16,7 @@ const PROBE: &str = env!("CARGO_BIN_EXE_guard_probe");
 #[test]
 fn denies_what_is_listed_and_nothing_else() {
     require_privileges!("denies_what_is_listed_and_nothing_else");
+    let _serial = serial();
     let targets = Targets::new().unwrap();
     // Raw and ping sockets are refused when they are made, whatever their
     // destination (rule 0): the address programs never see their sends.
@@ -31,18 +33,21 @@ fn denies_what_is_listed_and_nothing_else() {
 #[test]
 fn only_the_cgroup_and_below_and_only_while_it_runs() {
     require_privileges!("only_the_cgroup_and_below_and_only_while_it_runs");
+    let _serial = serial();
     assert_scoped_to_cgroup(BIN, PROBE);
 }
 
 #[test]
 fn counts_what_a_full_ring_buffer_drops() {
     require_privileges!("counts_what_a_full_ring_buffer_drops");
+    let _serial = serial();
     assert_counts_drops(BIN, PROBE);
 }
 
 #[test]
 fn bad_input_gives_one_line_and_leaves_nothing() {
     require_privileges!("bad_input_gives_one_line_and_leaves_nothing");
+    let _serial = serial();
     assert_bad_guard_inputs(BIN, "cgroup_guard", &BAD_INPUTS);
 }
 
@@ -50,6 +55,7 @@ fn bad_input_gives_one_line_and_leaves_nothing() {
 #[test]
 fn chapter_run_it_output() {
     require_privileges!("chapter_run_it_output");
+    let _serial = serial();
     let text = chapter_run(
         BIN,
         &["--deny", "192.0.2.1:80", "--deny", "2001:db8::1"],
@@ -68,4 +74,11 @@ fn chapter_run_it_output() {
         ],
     );
     assert_sample("docs/09-cgroup_guard.md", "cgroup_guard_run", &text);
+}
+
+#[test]
+fn a_command_leaves_nothing_behind() {
+    require_privileges!("a_command_leaves_nothing_behind");
+    let _serial = serial();
+    assert_command_mode_leaves_nothing(BIN, "cgroup_guard");
 }

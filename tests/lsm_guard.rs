@@ -10,8 +10,9 @@ use std::process::Command;
 
 use testkit::chapter::assert_sample;
 use testkit::guard::{
-    assert_bad_guard_inputs, assert_cases, assert_counts_drops, assert_scoped_to_cgroup, case,
-    cgroups_left_by, chapter_run, run_guarded_in, Targets, BAD_INPUTS, CONNECT_CASES, POLICY,
+    assert_bad_guard_inputs, assert_cases, assert_command_mode_leaves_nothing, assert_counts_drops,
+    assert_scoped_to_cgroup, case, cgroups_left_by, chapter_run, run_guarded_in, serial, Targets,
+    BAD_INPUTS, CONNECT_CASES, POLICY,
 };
 use testkit::{require_privileges, BadInput, Exit};
 
@@ -45,6 +46,7 @@ fn lsm_runs_here(test: &str) -> bool {
 #[test]
 fn works_or_refuses_in_one_line() {
     require_privileges!("works_or_refuses_in_one_line");
+    let _serial = serial();
     let out = guard_true();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() {
@@ -85,6 +87,7 @@ impl Drop for Files {
 #[test]
 fn denies_what_is_listed_and_nothing_else() {
     require_privileges!("denies_what_is_listed_and_nothing_else");
+    let _serial = serial();
     if !lsm_runs_here("denies_what_is_listed_and_nothing_else") {
         return;
     }
@@ -133,6 +136,7 @@ fn denies_what_is_listed_and_nothing_else() {
 #[test]
 fn only_the_cgroup_and_below_and_only_while_it_runs() {
     require_privileges!("only_the_cgroup_and_below_and_only_while_it_runs");
+    let _serial = serial();
     if lsm_runs_here("only_the_cgroup_and_below_and_only_while_it_runs") {
         assert_scoped_to_cgroup(BIN, PROBE);
     }
@@ -141,6 +145,7 @@ fn only_the_cgroup_and_below_and_only_while_it_runs() {
 #[test]
 fn counts_what_a_full_ring_buffer_drops() {
     require_privileges!("counts_what_a_full_ring_buffer_drops");
+    let _serial = serial();
     if lsm_runs_here("counts_what_a_full_ring_buffer_drops") {
         assert_counts_drops(BIN, PROBE);
     }
@@ -150,6 +155,7 @@ fn counts_what_a_full_ring_buffer_drops() {
 #[test]
 fn bad_input_gives_one_line_and_leaves_nothing() {
     require_privileges!("bad_input_gives_one_line_and_leaves_nothing");
+    let _serial = serial();
     let mut cases = BAD_INPUTS.to_vec();
     cases.push(BadInput {
         name: "a path that does not exist",
@@ -164,6 +170,7 @@ fn bad_input_gives_one_line_and_leaves_nothing() {
 #[test]
 fn chapter_run_it_output() {
     require_privileges!("chapter_run_it_output");
+    let _serial = serial();
     if !lsm_runs_here("chapter_run_it_output") {
         return;
     }
@@ -193,4 +200,13 @@ fn chapter_run_it_output() {
     );
     std::fs::remove_file(&link).unwrap();
     assert_sample("docs/08-lsm_guard.md", "lsm_guard_run", &text);
+}
+
+#[test]
+fn a_command_leaves_nothing_behind() {
+    require_privileges!("a_command_leaves_nothing_behind");
+    let _serial = serial();
+    if lsm_runs_here("a_command_leaves_nothing_behind") {
+        assert_command_mode_leaves_nothing(BIN, "lsm_guard");
+    }
 }

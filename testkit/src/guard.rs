@@ -553,3 +553,99 @@ pub fn chapter_run(guard: &str, args: &[&str], probe: &str, actions: &[&str]) ->
     assert!(out.status.success(), "{out:?}");
     as_chapter_shows(&lines(&out.stdout), &lines(&out.stderr))
 }
+
+/// The cgroup a guard running `-- COMMAND` made for it.
+fn made_cgroup(lesson: &str, guard_pid: u32) -> PathBuf {
+    cgroup2_root().join(format!("{lesson}-{guard_pid}"))
+}
+
+/// Whether process `pid` is gone (or a zombie: dead, waiting to be reaped
+/// by whoever inherited it).
+fn is_gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+/// With `-- COMMAND`: SIGTERM ends the command and removes the cgroup; a
+/// process the command left behind is ended with the cgroup; SIGKILL of the
+/// guard kills the command too (it must not run unguarded), and the next
+/// run removes the cgroup the killed guard could not.
+pub fn assert_command_mode_leaves_nothing(guard: &str, lesson: &str) {
+    let rule = ["--deny", "192.0.2.1"];
+    let start = |command: &[&str]| {
+        let mut cmd = Command::new(guard);
+        cmd.args(rule).arg("--").args(command);
+        let running = Running::spawn(cmd).unwrap();
+        let cgroup = made_cgroup(lesson, running.pid());
+        let procs = cgroup.join("cgroup.procs");
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                std::fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty())
+            }),
+            "the command never ran in {}",
+            cgroup.display()
+        );
+        let pid: u32 = std::fs::read_to_string(&procs)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (running, cgroup, pid)
+    };
+
+    // SIGTERM: the command ends (the guard exits with its status, 128 + 15).
+    let (running, cgroup, sleep) = start(&["sleep", "30"]);
+    running.signal(libc::SIGTERM).unwrap();
+    let (status, _, stderr) = running.finish(Duration::from_secs(10)).unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{stderr:?}");
+    assert!(wait_until(Duration::from_secs(5), || is_gone(sleep)));
+    assert!(!cgroup.exists(), "{} was left", cgroup.display());
+
+    // A command that leaves a process behind: it goes with the cgroup.
+    let mut cmd = Command::new(guard);
+    cmd.args(rule)
+        .args(["--", "sh", "-c", "sleep 30 & echo $!"]);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let left: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || is_gone(left)),
+        "pid {left} outlived its cgroup"
+    );
+    assert!(cgroups_left_by(lesson).is_empty());
+
+    // SIGKILL: the command dies with the guard; the cgroup stays until the
+    // next run.
+    let (running, cgroup, sleep) = start(&["sleep", "30"]);
+    running.signal(libc::SIGKILL).unwrap();
+    let _ = running.finish(Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(5), || is_gone(sleep)),
+        "the command outlived its guard"
+    );
+    let next = Command::new(guard)
+        .args(rule)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&next.stderr);
+    assert!(next.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("note: removed {}", cgroup.display())),
+        "{stderr}"
+    );
+    assert!(!cgroup.exists());
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// One guard test at a time: a guard run with `-- COMMAND` removes the
+/// cgroups that killed guards left, and the tests look for those.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -39,7 +39,12 @@ const LSM_LIST: &str = "/sys/kernel/security/lsm";
 /// BPF LSM programs run only where the kernel was built with
 /// CONFIG_BPF_LSM and `bpf` is among the active LSMs.
 fn require_bpf_lsm() -> Result<()> {
-    let Ok(lsms) = std::fs::read_to_string(LSM_LIST) else {
+    check_lsm_list(std::fs::read_to_string(LSM_LIST).ok().as_deref())
+}
+
+/// The check on the contents of /sys/kernel/security/lsm (None: unreadable).
+fn check_lsm_list(lsms: Option<&str>) -> Result<()> {
+    let Some(lsms) = lsms else {
         bail!(
             "cannot read {LSM_LIST} to check that BPF LSM is active: mount securityfs \
              (`make setup`, or `mount -t securityfs securityfs /sys/kernel/security`)"
@@ -107,6 +112,25 @@ fn run(args: Args) -> Result<i32> {
         &stop,
         || guard::counts(&bss.denied, &bss.dropped),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_lsm_list;
+
+    #[test]
+    fn says_what_to_change_when_bpf_lsm_is_not_active() {
+        assert!(check_lsm_list(Some("lockdown,capability,bpf\n")).is_ok());
+        let e = check_lsm_list(Some("lockdown,capability,apparmor\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BPF LSM is not active (the LSMs are lockdown,capability,apparmor): boot with \
+             lsm=lockdown,capability,apparmor,bpf on the kernel command line, on a kernel built \
+             with CONFIG_BPF_LSM=y"
+        );
+        let e = check_lsm_list(None).unwrap_err();
+        assert!(e.to_string().contains("mount securityfs"), "{e}");
+    }
 }
 
 fn main() {

@@ -114,6 +114,11 @@ fn run(args: Args) -> Result<i32> {
     )
 }
 
+fn main() {
+    let args = cli::parse::<Args>();
+    cli::run_status(|| run(args));
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_lsm_list;
@@ -131,9 +136,4 @@ mod tests {
         let e = check_lsm_list(None).unwrap_err();
         assert!(e.to_string().contains("mount securityfs"), "{e}");
     }
-}
-
-fn main() {
-    let args = cli::parse::<Args>();
-    cli::run_status(|| run(args));
 }

@@ -32,8 +32,8 @@ const volatile __u8 want_proto = 0; /* IPPROTO_TCP, _UDP, _ICMP, _ICMPV6 */
 const volatile __u16 want_port = 0; /* source or destination port */
 const volatile bool want_host = false;
 const volatile __u32 host_addr[4] = {}; /* source or destination; IPv4 mapped */
-const volatile __u16 want_vlan = 0; /* VLAN id, 1-4094 */
-const volatile __u32 snaplen = 262144; /* bytes kept of each frame */
+const volatile __u16 want_vlan = 0;	/* VLAN id, 1-4094 */
+const volatile __u32 snaplen = 262144;	/* bytes kept of each frame */
 /* ANCHOR_END: config */
 
 /* For `datagrams`: the payload prefix a datagram must start with. */
@@ -65,36 +65,46 @@ static __always_inline __u32 verdict(__u32 keep)
 
 /* What the filter looks at, read from the frame. */
 struct headers {
-	__u16 vlan;  /* the first VLAN id, 0 if untagged */
-	bool ip;     /* IPv4 or IPv6 */
-	__u8 proto;  /* L4 protocol */
-	bool ports;  /* sport and dport were read */
+	__u16 vlan; /* the first VLAN id, 0 if untagged */
+	bool ip;    /* IPv4 or IPv6 */
+	__u8 proto; /* L4 protocol */
+	bool ports; /* sport and dport were read */
 	__u16 sport, dport;
 	__u32 saddr[4], daddr[4]; /* IPv4 mapped into IPv6 */
 };
 
-/* ANCHOR: parse */
 /* (2) Socket filters cannot read the packet directly (skb->data is not
- * theirs): bpf_skb_load_bytes() copies bytes at an offset and fails,
- * instead of reading past the end, when they are not there. */
+ * theirs to dereference): bpf_skb_load_bytes_relative() copies bytes at
+ * an offset from the start of a header, here the Ethernet (MAC) header,
+ * and fails when they are not there instead of reading past the end.
+ * Relative to the MAC header, because where skb->data points depends on
+ * the caller: the Ethernet header on an AF_PACKET socket, the IP header
+ * under BPF_PROG_TEST_RUN. */
+static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to,
+				__u32 len)
+{
+	return bpf_skb_load_bytes_relative(skb, off, to, len,
+					   BPF_HDR_START_MAC);
+}
+
+/* ANCHOR: parse */
 static __always_inline int parse(struct __sk_buff *skb, struct headers *h)
 {
 	__u32 off = 12; /* the EtherType, after two MAC addresses */
 	__u16 proto, tci;
-	__u8 l4 = 0;
 
 	/* (3) A tag the driver took out of the frame (VLAN offload) is in
 	 * the skb's metadata; tags still in the frame follow the MACs. */
 	if (skb->vlan_present)
 		h->vlan = skb->vlan_tci & VLAN_VID_MASK;
-	if (bpf_skb_load_bytes(skb, off, &proto, 2))
+	if (load(skb, off, &proto, 2))
 		return -1;
 	for (int i = 0; i < 2; i++) {
 		if (proto != bpf_htons(ETH_P_8021Q) &&
 		    proto != bpf_htons(ETH_P_8021AD))
 			break;
-		if (bpf_skb_load_bytes(skb, off + 2, &tci, 2) ||
-		    bpf_skb_load_bytes(skb, off + 4, &proto, 2))
+		if (load(skb, off + 2, &tci, 2) ||
+		    load(skb, off + 4, &proto, 2))
 			return -1;
 		if (!h->vlan)
 			h->vlan = bpf_ntohs(tci) & VLAN_VID_MASK;
@@ -105,7 +115,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct headers *h)
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.ihl < 5)
+		if (load(skb, off, &ip, sizeof(ip)) || ip.ihl < 5)
 			return -1;
 		h->saddr[2] = h->daddr[2] = bpf_htonl(0xffff);
 		h->saddr[3] = ip.saddr;
@@ -119,7 +129,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct headers *h)
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 
-		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+		if (load(skb, off, &ip6, sizeof(ip6)))
 			return -1;
 		__builtin_memcpy(h->saddr, &ip6.saddr, 16);
 		__builtin_memcpy(h->daddr, &ip6.daddr, 16);
@@ -135,7 +145,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct headers *h)
 	if (h->proto == IPPROTO_TCP || h->proto == IPPROTO_UDP) {
 		__u16 ports[2];
 
-		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)))
+		if (load(skb, off, ports, sizeof(ports)))
 			return 0; /* no ports: only a port filter fails */
 		h->sport = bpf_ntohs(ports[0]);
 		h->dport = bpf_ntohs(ports[1]);

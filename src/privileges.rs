@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cap {
     NetAdmin = 12,
+    NetRaw = 13,
     SysAdmin = 21,
     Perfmon = 38,
     Bpf = 39,
@@ -16,6 +17,7 @@ impl Cap {
     pub fn name(self) -> &'static str {
         match self {
             Cap::NetAdmin => "CAP_NET_ADMIN",
+            Cap::NetRaw => "CAP_NET_RAW",
             Cap::SysAdmin => "CAP_SYS_ADMIN",
             Cap::Perfmon => "CAP_PERFMON",
             Cap::Bpf => "CAP_BPF",

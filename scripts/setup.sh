@@ -19,6 +19,7 @@ PACKAGES=(
 	libssl-dev              # mdbook-linkcheck's build (it links OpenSSL)
 	chromium                # the book's check in a real browser
 	patch                   # make solutions applies each solution to a copy
+	tcpdump                 # the socket_filter chapter compares with its classic BPF
 )
 
 # The book's tools, pinned: mdbook-linkcheck 0.7.7 is built against mdbook

@@ -187,3 +187,18 @@ fn a_demo_interrupted_by_ctrl_c_leaves_nothing() {
     assert!(!status.success(), "the demo went on to the end: {stderr:?}");
     assert_clean(pid);
 }
+
+#[test]
+fn socket_filter_demo_prints_only_port_9000() {
+    require_privileges!("socket_filter_demo_prints_only_port_9000");
+    let out = run("socket_filter");
+    let captured: Vec<&str> = out.lines().filter(|l| l.contains(" IP ")).collect();
+    assert_eq!(captured.len(), 3, "{out}");
+    assert!(
+        captured
+            .iter()
+            .all(|l| l.contains(" > 10.11.0.1.9000: udp, length 50")),
+        "{out}"
+    );
+    assert_sample("docs/10-socket_filter.md", "socket_filter_demo", &out);
+}

@@ -5,6 +5,7 @@
 //! and bad input.
 
 mod bad_input;
+mod classic;
 mod netns;
 mod test_run;
 

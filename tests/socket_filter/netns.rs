@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use etherparse::{PacketBuilder, VlanId};
 
+use testkit::chapter::{as_terminal, assert_sample};
 use testkit::{require_privileges, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B, IP6_A, IP6_B};
 
 use crate::BIN;
@@ -228,37 +229,37 @@ fn vlan_tagged_traffic() {
 fn a_udp_sockets_own_filter() {
     require_privileges!("a_udp_sockets_own_filter");
     let hosts = TwoHosts::new().unwrap();
-    let receiver = start(
-        &hosts,
-        &["--udp", "9000", "--prefix", "keep", "-s", "8", "--json"],
-    );
+    let mut cmd: Command = hosts.a.command(BIN);
+    cmd.args(["--udp", "9000", "--prefix", "keep", "-s", "8"]);
+    let mut receiver = Running::spawn(cmd).unwrap();
+    receiver
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
     let to = SocketAddr::new(IP4_A.into(), 9000);
-    send_from_b(
-        &hosts,
-        IP4_B.into(),
-        to,
-        &[b"keep: one", b"drop: two", b"keep", b"kee"],
-    );
+    send_from_b(&hosts, IP4_B.into(), to, &[b"keep: one", b"drop: two", b"keep", b"kee"]);
     let to6 = SocketAddr::new(IP6_A.into(), 9000);
     send_from_b(&hosts, IP6_B.into(), to6, &[b"keep6"]);
-    let (lines, summary) = stop(receiver);
-    let got: Vec<(String, String, u64)> = lines
-        .iter()
-        .map(|l| {
-            (
-                l["from"].as_str().unwrap().to_string(),
-                l["data"].as_str().unwrap().to_string(),
-                l["bytes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    receiver.signal(libc::SIGINT).unwrap();
+    let (status, stdout, stderr) = receiver.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    // Kept: the datagrams that start with "keep", cut to 8 bytes of payload.
+    let expected = [
+        format!("from {IP4_B}:40000: 8 bytes \"keep: on\""),
+        format!("from {IP4_B}:40000: 4 bytes \"keep\""),
+        format!("from [{IP6_B}]:40000: 5 bytes \"keep6\""),
+    ];
+    assert_eq!(stdout.len(), expected.len(), "{stdout:?}");
+    for (line, want) in stdout.iter().zip(&expected) {
+        assert!(line.ends_with(want.as_str()), "{line:?} does not end with {want:?}");
+    }
     assert_eq!(
-        got,
-        [
-            (IP4_B.to_string(), "keep: on".to_string(), 8),
-            (IP4_B.to_string(), "keep".to_string(), 4),
-            (IP6_B.to_string(), "keep6".to_string(), 5),
-        ]
+        stderr.last().unwrap(),
+        "3 packets kept, 2 rejected by the filter"
     );
-    assert_eq!(summary, "3 packets kept, 2 rejected by the filter");
+    assert_sample(
+        "docs/10-socket_filter.md",
+        "socket_filter_udp",
+        &as_terminal(&stdout, &stderr),
+    );
 }

@@ -1,7 +1,6 @@
 //! The chapter's comparison with classic BPF: what tcpdump compiles a
 //! filter to, as `tcpdump -d` prints it.
 
-
 use testkit::chapter::assert_sample;
 use testkit::{require_privileges, NetNs};
 

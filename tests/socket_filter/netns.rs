@@ -236,7 +236,12 @@ fn a_udp_sockets_own_filter() {
         .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
         .unwrap();
     let to = SocketAddr::new(IP4_A.into(), 9000);
-    send_from_b(&hosts, IP4_B.into(), to, &[b"keep: one", b"drop: two", b"keep", b"kee"]);
+    send_from_b(
+        &hosts,
+        IP4_B.into(),
+        to,
+        &[b"keep: one", b"drop: two", b"keep", b"kee"],
+    );
     let to6 = SocketAddr::new(IP6_A.into(), 9000);
     send_from_b(&hosts, IP6_B.into(), to6, &[b"keep6"]);
     std::thread::sleep(Duration::from_millis(300));
@@ -251,7 +256,10 @@ fn a_udp_sockets_own_filter() {
     ];
     assert_eq!(stdout.len(), expected.len(), "{stdout:?}");
     for (line, want) in stdout.iter().zip(&expected) {
-        assert!(line.ends_with(want.as_str()), "{line:?} does not end with {want:?}");
+        assert!(
+            line.ends_with(want.as_str()),
+            "{line:?} does not end with {want:?}"
+        );
     }
     assert_eq!(
         stderr.last().unwrap(),

@@ -13,6 +13,7 @@ pub mod hist;
 pub mod link;
 pub mod maps;
 pub mod netif;
+pub mod netlink;
 pub mod pin;
 pub mod privileges;
 pub mod report;

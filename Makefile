@@ -26,7 +26,8 @@ help:
 	@echo "make setup    install the Debian packages and mount bpffs/tracefs (root, idempotent)"
 	@echo "make test     build everything and run every test in the real kernel (root)"
 	@echo "make demo-LESSON  a lesson at work in network namespaces it makes: demo-tc_classifier"
-	@echo "              (also plain \`make demo\`), demo-xdp_firewall, demo-load_balancer, demo-socket_filter"
+	@echo "              (also plain \`make demo\`), demo-xdp_firewall, demo-load_balancer,"
+	@echo "              demo-socket_filter, demo-lwt_filter"
 	@echo "make vm-test KERNEL=6.1  the tests in a VM with Debian's 6.1 (or 6.12) kernel (root)"
 	@echo "make solutions  apply each exercise's solution to a copy, build it, run its lesson's tests (root)"
 	@echo "make book     build the book (chapters in docs/) into target/book; fails on a broken include or link"
@@ -80,7 +81,7 @@ book-check: book
 	$(CARGO) test --test book -- --nocapture every_page
 
 # One demo per network lesson, in network namespaces it makes and removes.
-DEMOS := tc_classifier xdp_firewall load_balancer socket_filter
+DEMOS := tc_classifier xdp_firewall load_balancer socket_filter lwt_filter
 demo: demo-tc_classifier
 $(addprefix demo-,$(DEMOS)): demo-%: check
 	@$(CARGO) build -q --bin $*

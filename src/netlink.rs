@@ -132,6 +132,7 @@ fn route_message(kind: u16, flags: u16, prefix: &Cidr, hop: NextHop) -> Message 
     msg
 }
 
+// ANCHOR: add_route_message
 /// `RTM_NEWROUTE` for `prefix` via `hop`, whose packets coming in run
 /// `prog_fd` (named `prog_name`, as `ip route` shows it). It creates a
 /// route and replaces none: an existing route to the prefix fails with
@@ -149,6 +150,7 @@ pub fn add_route_message(prefix: &Cidr, hop: NextHop, prog_fd: i32, prog_name: &
     msg.end(encap);
     msg.finish()
 }
+// ANCHOR_END: add_route_message
 
 /// `RTM_DELROUTE` for the route [`add_route_message`] added.
 pub fn del_route_message(prefix: &Cidr, hop: NextHop) -> Vec<u8> {

@@ -202,3 +202,15 @@ fn socket_filter_demo_prints_only_port_9000() {
     );
     assert_sample("docs/10-socket_filter.md", "socket_filter_demo", &out);
 }
+
+#[test]
+fn lwt_filter_demo_drops_port_9000_on_its_route() {
+    require_privileges!("lwt_filter_demo_drops_port_9000_on_its_route");
+    let out = run("lwt_filter");
+    // VERDICT PACKETS BYTES: 3 datagrams pass, 3 dropped by port; the
+    // ones to 10.31.0.1 never meet the program.
+    assert_eq!(numbers(&out, "pass")[0], 3.0, "{out}");
+    assert_eq!(numbers(&out, "drop-port")[0], 3.0, "{out}");
+    assert_eq!(numbers(&out, "drop-source")[0], 0.0, "{out}");
+    assert_sample("docs/11-lwt_filter.md", "lwt_filter_demo", &out);
+}

@@ -10,7 +10,6 @@ use crate::BIN;
 fn bad_input_gives_one_line_and_adds_no_route() {
     require_privileges!("bad_input_gives_one_line_and_adds_no_route");
     let ns = NetNs::new().unwrap();
-    ns.ip(&["link", "add", "d0", "type", "dummy"]).ok();
     let cases = [
         BadInput {
             name: "a prefix with host bits set",

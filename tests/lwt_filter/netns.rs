@@ -195,3 +195,43 @@ fn an_existing_route_is_not_replaced() {
         "the route must be as it was: {shown}"
     );
 }
+
+/// The chapter's iproute2 command: the object from `make raw`, attached by
+/// `ip route add ... encap bpf in obj FILE section lwt_in`.
+#[test]
+fn iproute2_attaches_the_raw_object() {
+    require_privileges!("iproute2_attaches_the_raw_object");
+    let t = Routed::new().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    testkit::run_cmd(Command::new("make").args(["-s", "-C", root, "raw"])).unwrap();
+    let object = format!("{root}/build/lwt_filter.bpf.o");
+    t.router
+        .ip(&[
+            "route",
+            "add",
+            FILTERED_PREFIX,
+            "encap",
+            "bpf",
+            "in",
+            "obj",
+            &object,
+            "section",
+            "lwt_in",
+            "via",
+            GATEWAY,
+        ])
+        .unwrap();
+    let shown = routes(&t, false);
+    assert!(
+        shown.contains(&format!(
+            "{FILTERED_PREFIX}  encap bpf in lwt_filter.bpf.o:[lwt_in] via {GATEWAY}"
+        )),
+        "{shown}"
+    );
+    // An empty policy: everything passes.
+    let socks = listen(&t, &[(FILTERED, 9000)]);
+    send(&t, CLIENT, (FILTERED, 9000), 2);
+    let client: IpAddr = CLIENT.parse().unwrap();
+    assert_eq!(received(&socks)[0], BTreeMap::from([(client, 2)]));
+    t.router.ip(&["route", "del", FILTERED_PREFIX]).unwrap();
+}

@@ -77,6 +77,19 @@ impl Cidr {
     }
 }
 
+/// `addr` as IPv6 (IPv4 mapped: ::ffff:a.b.c.d), as four words in network
+/// byte order: how programs that serve both families compare addresses.
+pub fn mapped_words(addr: IpAddr) -> [u32; 4] {
+    let v6 = match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let o = v6.octets();
+    std::array::from_fn(|i| {
+        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+    })
+}
+
 /// `bytes` with every bit after the first `len` cleared.
 pub fn mask_bits(bytes: &[u8], len: u8) -> Vec<u8> {
     bytes

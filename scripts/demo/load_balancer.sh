@@ -29,10 +29,12 @@ LBBIN="$TARGET/load_balancer"
 PIN=/sys/fs/bpf/lebpf-demo-lb-$$
 
 # connections N: N connections from the client, one line each; how many
-# each backend answered.
+# each backend answered. The timeouts are generous: each backend forks a
+# shell per connection, which an emulated CPU (the kernel-matrix VMs) can
+# take seconds to do.
 connections() {
 	for _ in $(seq "$1"); do
-		echo hello | in_ns "$CLIENT" socat -t 2 - "TCP:$VIP,connect-timeout=2" | cut -d' ' -f1
+		echo hello | in_ns "$CLIENT" socat -t 10 - "TCP:$VIP,connect-timeout=10" | cut -d' ' -f1
 	done | sort | uniq -c | awk '{ printf "  %s answered %d\n", $2, $1 }'
 }
 

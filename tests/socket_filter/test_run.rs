@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::ProgramInput;
 
+use learning_ebpf_rs::cidr;
 use learning_ebpf_rs::maps::percpu_sum;
 use learning_ebpf_rs::skel::socket_filter::types::filter_counts;
 use learning_ebpf_rs::skel::socket_filter::SocketFilterSkelBuilder;
@@ -24,17 +25,6 @@ struct Want {
     vlan: u16,
 }
 
-fn host_words(addr: IpAddr) -> [u32; 4] {
-    let v6 = match addr {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    };
-    let o = v6.octets();
-    std::array::from_fn(|i| {
-        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-    })
-}
-
 /// Loads the filter for `want` and runs each frame through it: the
 /// verdicts (None where BPF_PROG_TEST_RUN refused the frame itself, with
 /// EINVAL), and the kept/rejected counts the program kept.
@@ -48,7 +38,7 @@ fn run_all(want: Want, frames: &[&[u8]]) -> (Vec<Option<u32>>, (u64, u64)) {
     rodata.want_port = want.port;
     if let Some(host) = want.host {
         rodata.want_host = true;
-        rodata.host_addr = host_words(host);
+        rodata.host_addr = cidr::mapped_words(host);
     }
     rodata.want_vlan = want.vlan;
     rodata.snaplen = SNAP;

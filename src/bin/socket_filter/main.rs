@@ -21,6 +21,7 @@ use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::Program;
 
+use learning_ebpf_rs::cidr;
 use learning_ebpf_rs::maps::percpu_sum;
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::socket_filter::types::filter_counts;
@@ -98,26 +99,56 @@ fn setsockopt<T>(fd: &impl AsRawFd, level: i32, name: i32, value: &T, what: &str
     Ok(())
 }
 
+/// A new socket, or an error naming `what` it was for.
+fn socket(domain: i32, ty: i32, what: &str) -> Result<OwnedFd> {
+    // SAFETY: socket(2) returns a new fd that we own, or -1.
+    let fd = check(
+        unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, 0) },
+        what,
+    )?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// bind(2) to `addr`, a sockaddr_* of the socket's family.
+fn bind<T>(sock: &OwnedFd, addr: &T, what: &str) -> Result<()> {
+    // SAFETY: addr points to a T of the size we pass.
+    check(
+        unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                (addr as *const T).cast(),
+                size_of::<T>() as libc::socklen_t,
+            )
+        },
+        what,
+    )?;
+    Ok(())
+}
+
+/// Makes `prog` the socket's filter.
+fn attach_filter(sock: &OwnedFd, prog: &Program) -> Result<()> {
+    let prog_fd = prog.as_fd().as_raw_fd();
+    setsockopt(
+        sock,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_BPF,
+        &prog_fd,
+        "SO_ATTACH_BPF",
+    )
+}
+
 // ANCHOR: packet_socket
 /// An AF_PACKET socket on `ifindex` with `prog` as its filter. The socket
 /// is made with protocol 0, which receives nothing, and bound to every
 /// protocol only once the filter is attached: no frame slips in unfiltered
 /// in between.
 fn packet_socket(ifindex: u32, prog: &Program) -> Result<OwnedFd> {
-    // SAFETY: socket(2) returns a new fd that we own, or -1.
-    let fd = check(
-        unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) },
+    let sock = socket(
+        libc::AF_PACKET,
+        libc::SOCK_RAW,
         "opening an AF_PACKET socket",
     )?;
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let prog_fd = prog.as_fd().as_raw_fd();
-    setsockopt(
-        &sock,
-        libc::SOL_SOCKET,
-        libc::SO_ATTACH_BPF,
-        &prog_fd,
-        "SO_ATTACH_BPF",
-    )?;
+    attach_filter(&sock, prog)?;
     // Ask for each frame's length on the wire and its offloaded VLAN tag.
     setsockopt(
         &sock,
@@ -142,16 +173,7 @@ fn packet_socket(ifindex: u32, prog: &Program) -> Result<OwnedFd> {
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
     addr.sll_ifindex = ifindex as i32;
-    check(
-        unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        },
-        "binding the AF_PACKET socket",
-    )?;
+    bind(&sock, &addr, "binding the AF_PACKET socket")?;
     Ok(sock)
 }
 // ANCHOR_END: packet_socket
@@ -238,12 +260,7 @@ fn capture(sock: &OwnedFd, args: &Args, stop: &signals::Stop) -> Result<()> {
 /// A dual-stack UDP socket on `port` with `prog` as its filter, attached
 /// before bind() so that every datagram the socket queues has passed it.
 fn udp_socket(port: u16, prog: &Program) -> Result<UdpSocket> {
-    // SAFETY: socket(2) returns a new fd that we own, or -1.
-    let fd = check(
-        unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) },
-        "opening a UDP socket",
-    )?;
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sock = socket(libc::AF_INET6, libc::SOCK_DGRAM, "opening a UDP socket")?;
     setsockopt(
         &sock,
         libc::IPPROTO_IPV6,
@@ -251,28 +268,12 @@ fn udp_socket(port: u16, prog: &Program) -> Result<UdpSocket> {
         &0i32,
         "IPV6_V6ONLY",
     )?;
-    let prog_fd = prog.as_fd().as_raw_fd();
-    setsockopt(
-        &sock,
-        libc::SOL_SOCKET,
-        libc::SO_ATTACH_BPF,
-        &prog_fd,
-        "SO_ATTACH_BPF",
-    )?;
+    attach_filter(&sock, prog)?;
     // SAFETY: an all-zero sockaddr_in6 is the wildcard address.
     let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     addr.sin6_family = libc::AF_INET6 as u16;
     addr.sin6_port = port.to_be();
-    check(
-        unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                (&addr as *const libc::sockaddr_in6).cast(),
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        },
-        &format!("binding UDP port {port}"),
-    )?;
+    bind(&sock, &addr, &format!("binding UDP port {port}"))?;
     let sock = UdpSocket::from(sock);
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     Ok(sock)
@@ -320,18 +321,6 @@ fn datagrams(sock: &UdpSocket, args: &Args, stop: &signals::Stop) -> Result<()> 
     Ok(())
 }
 
-/// The host address as the program compares it: IPv6, IPv4 mapped.
-fn host_words(addr: IpAddr) -> [u32; 4] {
-    let v6 = match addr {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    };
-    let o = v6.octets();
-    std::array::from_fn(|i| {
-        u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
-    })
-}
-
 fn run(args: Args) -> Result<()> {
     cli::init_libbpf_log(args.verbose);
     let filter = Filter::parse(&args.expression)?;
@@ -353,7 +342,7 @@ fn run(args: Args) -> Result<()> {
     rodata.want_port = filter.port.unwrap_or(0);
     if let Some(host) = filter.host {
         rodata.want_host = true;
-        rodata.host_addr = host_words(host);
+        rodata.host_addr = cidr::mapped_words(host);
     }
     rodata.want_vlan = filter.vlan.unwrap_or(0);
     rodata.snaplen = args.snaplen;

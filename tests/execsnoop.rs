@@ -271,12 +271,22 @@ fn chapter_run_it_output() {
         cmd
     })
     .unwrap();
+    // The chapter's reader relies on execsnoop attaching within the
+    // script's first second. A slow machine (an emulated VM) can take
+    // longer, so hold the script's `sleep 1` stopped from its exec until
+    // execsnoop has attached: its EXEC is then always missed and its EXIT
+    // always seen, as the chapter says.
+    let sleeper = child_named(script.pid(), "sleep", Duration::from_secs(20))
+        .expect("the script's first child, sleep, did not start");
+    // SAFETY: kill(2) on a child of the script this test started.
+    assert_eq!(unsafe { libc::kill(sleeper, libc::SIGSTOP) }, 0);
     let mut cmd = Command::new(BIN);
     cmd.args(["-p", &script.pid().to_string()]);
     let mut snoop = Running::spawn(cmd).unwrap();
-    snoop
-        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
-        .unwrap();
+    let attached = snoop.wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20));
+    // SAFETY: as above; resume the sleep even if execsnoop failed.
+    assert_eq!(unsafe { libc::kill(sleeper, libc::SIGCONT) }, 0);
+    attached.unwrap();
     let (status, _, _) = script.finish(Duration::from_secs(20)).unwrap();
     assert!(status.success());
     std::thread::sleep(Duration::from_millis(300));
@@ -285,4 +295,20 @@ fn chapter_run_it_output() {
     assert!(status.success(), "{stderr:?}");
     let shown = with_target_debug(&as_terminal(&stdout, &stderr), THREADS);
     assert_sample("docs/03-execsnoop.md", "execsnoop_run", &shown);
+}
+
+/// The pid of the first child of `parent` whose command name is `comm`, once
+/// it has one (after its exec), or None after `timeout`.
+fn child_named(parent: u32, comm: &str, timeout: Duration) -> Option<i32> {
+    let mut found = None;
+    testkit::wait_until(timeout, || {
+        let children = format!("/proc/{parent}/task/{parent}/children");
+        let children = std::fs::read_to_string(children).unwrap_or_default();
+        found = children.split_whitespace().find_map(|pid| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (name.trim_end() == comm).then(|| pid.parse().ok())?
+        });
+        found.is_some()
+    });
+    found
 }

@@ -19,6 +19,7 @@ pub mod privileges;
 pub mod report;
 pub mod signals;
 pub mod tc;
+pub mod test_run;
 pub mod trace;
 
 pub mod skel {

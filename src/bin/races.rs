@@ -11,7 +11,7 @@ use std::sync::Barrier;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use libbpf_rs::{MapCore, MapFlags, ProgramMut};
 use serde::Serialize;
@@ -19,7 +19,7 @@ use serde::Serialize;
 use learning_ebpf_rs::maps::{from_bytes, percpu};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::races::{RacesSkel, RacesSkelBuilder};
-use learning_ebpf_rs::{cli, errors, report};
+use learning_ebpf_rs::{cli, errors, report, test_run};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -49,51 +49,11 @@ struct Args {
 /// An XDP program needs a frame to run on; its content does not matter.
 const FRAME: [u8; 64] = [0; 64];
 
-/// Keeps the calling thread on `cpu`.
-fn pin_thread(cpu: usize) -> Result<()> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it, and
-    // sched_setaffinity reads a set of the size we pass.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
-    };
-    if rc != 0 {
-        bail!(
-            "cannot run on CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
 // ANCHOR: both_cpus
-/// BPF_PROG_TEST_RUN of the program `prog_fd` on FRAME, `repeat` times on
-/// the calling CPU; the kernel's average ns per run. (An fd, not libbpf-rs'
-/// Program, which may not cross threads.)
-fn test_run(prog_fd: i32, repeat: u32) -> Result<f64> {
-    let mut opts = libbpf_sys::bpf_test_run_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
-        data_in: FRAME.as_ptr().cast(),
-        data_size_in: FRAME.len() as u32,
-        repeat: repeat as i32,
-        ..Default::default()
-    };
-    // SAFETY: opts points to FRAME, which outlives the call.
-    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog_fd, &mut opts) };
-    if rc != 0 {
-        bail!(
-            "BPF_PROG_TEST_RUN: {}",
-            std::io::Error::from_raw_os_error(-rc)
-        );
-    }
-    Ok(f64::from(opts.duration))
-}
-
-/// Runs the program `prog_fd` `runs` times on each of `cpus`, both at once
-/// (a barrier starts them together). Returns the kernel's average ns per
-/// run, over both CPUs.
-fn run_on_both(prog_fd: i32, runs: u32, cpus: &[usize]) -> Result<f64> {
+/// Runs the program `prog` `runs` times on each of `cpus`, both at once (a
+/// barrier starts them together), with BPF_PROG_TEST_RUN on FRAME. Returns
+/// the kernel's average ns per run, over both CPUs.
+fn run_on_both(prog: BorrowedFd<'_>, runs: u32, cpus: &[usize]) -> Result<f64> {
     let start = Barrier::new(cpus.len());
     let times: Vec<Result<f64>> = std::thread::scope(|s| {
         let threads: Vec<_> = cpus
@@ -101,9 +61,9 @@ fn run_on_both(prog_fd: i32, runs: u32, cpus: &[usize]) -> Result<f64> {
             .map(|&cpu| {
                 let start = &start;
                 s.spawn(move || -> Result<f64> {
-                    pin_thread(cpu)?;
+                    test_run::pin_thread(cpu)?;
                     start.wait();
-                    test_run(prog_fd, runs)
+                    Ok(test_run::run(prog, &FRAME, runs)?.ns_per_run)
                 })
             })
             .collect();
@@ -120,15 +80,7 @@ fn run_on_both(prog_fd: i32, runs: u32, cpus: &[usize]) -> Result<f64> {
 /// counter went up for those two increments.
 fn forced(skel: &RacesSkel, cpus: &[usize]) -> Result<u64> {
     let step = |prog: &ProgramMut, cpu: usize| -> Result<()> {
-        let fd = prog.as_fd().as_raw_fd();
-        std::thread::scope(|s| {
-            s.spawn(move || -> Result<()> {
-                pin_thread(cpu)?;
-                test_run(fd, 1).map(drop)
-            })
-            .join()
-            .unwrap()
-        })
+        test_run::run_on_cpu(prog.as_fd(), &FRAME, 1, cpu).map(drop)
     };
     let before = bss(skel)?.plain_count;
     step(&skel.progs.plain_load, cpus[0])?;
@@ -211,7 +163,7 @@ fn run(args: Args) -> Result<()> {
     ];
     let mut rows = Vec::new();
     for (way, prog) in ways {
-        let ns = run_on_both(prog.as_fd().as_raw_fd(), args.runs, &args.cpus)?;
+        let ns = run_on_both(prog.as_fd(), args.runs, &args.cpus)?;
         let expected = 2 * u64::from(args.runs);
         let observed = observed(&skel, way)?;
         rows.push((way, expected, observed, ns));

@@ -7,22 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use testkit::{assert_bad_args, require_privileges, BadInput, Exit};
+use testkit::{assert_bad_args, require_privileges, two_cpus, BadInput, Exit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_races");
-
-fn two_cpus(test: &str) -> bool {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if n >= 2 {
-        return true;
-    }
-    assert!(
-        !testkit::in_ci(),
-        "{test} needs two CPUs; this machine has {n}"
-    );
-    eprintln!("SKIPPED {test}: needs two CPUs, this machine has {n}");
-    false
-}
 
 fn run_json(runs: &str) -> Vec<Value> {
     let out = Command::new(BIN)

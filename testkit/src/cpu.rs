@@ -34,3 +34,19 @@ pub fn pin_process(cpus: &[usize]) {
         unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
     }
 }
+
+/// True when this process may use two CPUs or more, as the tests that run a
+/// program on two CPUs at once need. Otherwise says that `test` is skipped
+/// (a failure under CI) and returns false.
+pub fn two_cpus(test: &str) -> bool {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n >= 2 {
+        return true;
+    }
+    assert!(
+        !crate::in_ci(),
+        "{test} needs two CPUs; this machine has {n}"
+    );
+    eprintln!("SKIPPED {test}: needs two CPUs, this machine has {n}");
+    false
+}

@@ -36,7 +36,7 @@ pub use bad_input::{
     HIDDEN_BY_IP_NETNS_EXEC,
 };
 pub use bpffs::{BpfFs, HostPinDir};
-pub use cpu::{cpu_set, pin_process, pin_thread};
+pub use cpu::{cpu_set, pin_process, pin_thread, two_cpus};
 pub use netns::{add_addr, veth, NetNs};
 pub use process::Running;
 pub use topology::{TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B, IP6_A, IP6_B};

@@ -239,3 +239,17 @@ fn chapter_run_it_output() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     testkit::chapter::assert_sample("docs/13-map_types.md", "map_types_run", &stdout);
 }
+
+/// The chapter's benchmark sample: the same rows and columns (the figures
+/// are this run's).
+#[test]
+fn chapter_bench_output() {
+    require_privileges!("chapter_bench_output");
+    let out = Command::new(BIN)
+        .args(["--bench", "-n", "100000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    testkit::chapter::assert_sample("docs/13-map_types.md", "map_types_bench", &stdout);
+}

@@ -299,7 +299,7 @@ fn print_contents(c: &Contents, cpus: &[usize]) {
         numbers(&c.lru_keys)
     );
     let per_cpu = |values: &Vec<u64>| format!("{}+{}", values[cpus[0]], values[cpus[1]]);
-    println!("{:<13} {}", "MAP", "WHAT IT HOLDS");
+    println!("{:<13} WHAT IT HOLDS", "MAP");
     println!(
         "{:<13} {}   (sum of values, slot = key % {})",
         "array",

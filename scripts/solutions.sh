@@ -9,7 +9,8 @@
 #
 # Building a copy is most of the time, so solutions share copies where that
 # cannot change what a test sees: a patch that touches only its own
-# lesson's files (bpf/<lesson>*, src/bin/<lesson>*, tests/<lesson>*) joins a
+# lesson's files (bpf/<lesson>*, src/bin/<lesson>*, tests/<lesson>*, its
+# chapter docs/NN-<lesson>.md) joins a
 # copy with one solution of each other lesson (the first solutions in one
 # copy, the second ones in the next, ...). A patch that touches shared code
 # gets a copy of its own. When a shared copy does not build, each of its
@@ -46,7 +47,7 @@ own_files_only() {
 	local lesson
 	lesson=$(lesson_of "$1")
 	! grep '^+++ ' "$1" | awk '{print $2}' | sed 's|^b/||' |
-		grep -qvE "^(bpf|src/bin|tests)/${lesson}([._/]|$)"
+		grep -qvE "^((bpf|src/bin|tests)/${lesson}([._/]|$)|docs/[0-9]+-${lesson}\.md$)"
 }
 
 # --- groups: one line each, the patches that share a copy.

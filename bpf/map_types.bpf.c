@@ -290,7 +290,11 @@ int bench(struct xdp_md *ctx)
 	case OP_LRU_LOOKUP:
 		return bpf_map_lookup_elem(&lru, &key) ? XDP_PASS : XDP_DROP;
 	case OP_LRU_UPDATE:
-		return bpf_map_update_elem(&lru, &key, &value, BPF_EXIST)
+		/* BPF_ANY, not BPF_EXIST: an LRU update takes a free entry
+		 * before it looks for the old one, and taking it can evict the
+		 * very key being updated (htab_lru_map_update_elem in
+		 * kernel/bpf/hashtab.c). */
+		return bpf_map_update_elem(&lru, &key, &value, BPF_ANY)
 			       ? XDP_DROP
 			       : XDP_PASS;
 	case OP_LPM_LOOKUP:

@@ -60,8 +60,8 @@ fn ip_netns_exec_name() -> Option<String> {
         .then_some(name)
 }
 
-/// What to do when `dir` is not on a bpffs.
-fn not_bpffs(dir: &Path) -> String {
+/// What to do when `dir` is not on a bpffs: one line.
+pub fn not_bpffs(dir: &Path) -> String {
     if let Some(ns) = ip_netns_exec_name().filter(|_| dir.starts_with("/sys")) {
         format!(
             "{} is hidden here: `ip netns exec` mounts a private /sys without /sys/fs/bpf; run \
@@ -76,6 +76,23 @@ fn not_bpffs(dir: &Path) -> String {
             dir.display()
         )
     }
+}
+
+/// Makes sure `dir` is a directory on a bpffs, creating it (inside a bpffs)
+/// if it is missing. Returns whether it created it.
+pub fn prepare_dir(dir: &Path) -> Result<bool> {
+    if dir.exists() {
+        if !is_bpffs(dir) {
+            bail!(not_bpffs(dir));
+        }
+        return Ok(false);
+    }
+    if !is_bpffs(dir.parent().unwrap_or(Path::new("/"))) {
+        bail!(not_bpffs(dir));
+    }
+    std::fs::create_dir(dir)
+        .with_context(|| format!("creating pin directory {}", dir.display()))?;
+    Ok(true)
 }
 
 /// Opens the map pinned as `<dir>/<name>` by a running `lesson`; the error
@@ -119,20 +136,7 @@ impl Pins {
     /// directly inside one).
     pub fn new(dir: &Path, on_exit: OnExit) -> Result<Pins> {
         let keep = on_exit == OnExit::Keep;
-        let parent = dir.parent().unwrap_or(Path::new("/"));
-        let on_bpffs = if dir.exists() {
-            is_bpffs(dir)
-        } else {
-            is_bpffs(parent)
-        };
-        if !on_bpffs {
-            bail!(not_bpffs(dir));
-        }
-        let created_dir = !dir.exists();
-        if created_dir {
-            std::fs::create_dir(dir)
-                .with_context(|| format!("creating pin directory {}", dir.display()))?;
-        }
+        let created_dir = prepare_dir(dir)?;
         Ok(Pins {
             dir: dir.to_path_buf(),
             names: Vec::new(),

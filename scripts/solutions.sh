@@ -79,6 +79,12 @@ run_group() {
 	log=$copy.log
 	mkdir -p "$copy"
 	tar --exclude=./target --exclude=./build --exclude=./.git -cf - . | tar -xf - -C "$copy"
+	# The copies share a target directory, and cargo decides what to rebuild
+	# by the sources' times, which tar keeps: without this, a crate whose
+	# sources did not change would be reused with the paths of an earlier
+	# copy compiled in (CARGO_MANIFEST_DIR), and its tests would read that
+	# copy's chapters.
+	find "$copy" -name '*.rs' -exec touch {} +
 	local applied=() tests=()
 	for patch in "$@"; do
 		name=$(name_of "$patch")

@@ -4,7 +4,7 @@ FROM rust:1-bookworm
 
 # The same package list as `make setup`, from the same script.
 COPY scripts/setup.sh /tmp/setup.sh
-RUN SETUP_SKIP_MOUNTS=1 /tmp/setup.sh && rm -rf /var/lib/apt/lists/* /tmp/setup.sh
+RUN SETUP_SKIP_MOUNTS=1 SETUP_SKIP_DOCTOR=1 /tmp/setup.sh && rm -rf /var/lib/apt/lists/* /tmp/setup.sh
 
 WORKDIR /src
 COPY . .

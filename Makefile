@@ -20,11 +20,12 @@ vpath %.bpf.c bpf bpf/bench
 
 export BPF_CLANG
 
-.PHONY: help setup check vmlinux build test vm-test solutions book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
+.PHONY: help setup check doctor vmlinux build test vm-test solutions book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
 
 help:
 	@echo "make setup    install the Debian packages and mount bpffs/tracefs (root, idempotent)"
 	@echo "make test     build everything and run every test in the real kernel (root)"
+	@echo "make doctor   what this machine can run: kernel features, mounts, privileges, tools (root)"
 	@echo "make demo-LESSON  a lesson at work in network namespaces it makes: demo-tc_classifier"
 	@echo "              (also plain \`make demo\`), demo-xdp_firewall, demo-load_balancer,"
 	@echo "              demo-socket_filter, demo-lwt_filter"
@@ -45,6 +46,9 @@ setup:
 
 check:
 	@scripts/check-env.sh
+
+doctor: check
+	@$(CARGO) run --quiet --bin doctor
 
 vmlinux:
 	@command -v bpftool >/dev/null || { echo "bpftool not found: run \`make setup\`"; exit 1; }

@@ -1,7 +1,7 @@
-//! Compiles every `bpf/*.bpf.c` (the lessons) and `bpf/bench/*.bpf.c` (the
-//! benchmarks' programs) into a BPF object and a Rust skeleton under
-//! `OUT_DIR`, and writes `OUT_DIR/skeletons.rs`, which `src/lib.rs` includes
-//! as the `skel` module.
+//! Compiles every `bpf/*.bpf.c` (the lessons), `bpf/bench/*.bpf.c` (the
+//! benchmarks' programs) and `bpf/doctor/*.bpf.c` (the doctor's probes)
+//! into a BPF object and a Rust skeleton under `OUT_DIR`, and writes
+//! `OUT_DIR/skeletons.rs`, which `src/lib.rs` includes as the `skel` module.
 //!
 //! clang is run here rather than through libbpf-cargo's builder for two
 //! reasons: its `-MD` depfile tells which headers each object read, so that
@@ -310,10 +310,14 @@ fn main() {
         write_if_changed(&include_dir.join("bpf").join(name), content.as_bytes());
     }
 
-    // The lessons in bpf/, and the benchmarks' programs in bpf/bench/;
-    // bpf/lib/ holds the headers they share.
+    // The lessons in bpf/, the benchmarks' programs in bpf/bench/, and the
+    // doctor's probes in bpf/doctor/; bpf/lib/ holds the headers they share.
     let mut sources: Vec<PathBuf> = Vec::new();
-    for dir in [bpf_dir.clone(), bpf_dir.join("bench")] {
+    for dir in [
+        bpf_dir.clone(),
+        bpf_dir.join("bench"),
+        bpf_dir.join("doctor"),
+    ] {
         let entries = fs::read_dir(&dir)
             .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
         sources.extend(

@@ -79,3 +79,12 @@ if [ "${SETUP_SKIP_MOUNTS:-0}" != 1 ]; then
 fi
 
 echo "setup done: clang $(clang -dumpversion), $(bpftool version | head -n1), kernel $(uname -r)"
+
+# Last, what this machine can run (builds the project the first time). A
+# lesson that cannot run is reported, not a setup failure: the doctor's
+# lines say what to do. SETUP_SKIP_DOCTOR=1 skips it.
+if [ "${SETUP_SKIP_DOCTOR:-0}" != 1 ]; then
+	echo "running the doctor (make doctor):"
+	(cd "$(dirname "$0")/.." && cargo run --quiet --bin doctor) ||
+		echo "the doctor found something to fix: see its FAIL lines above"
+fi

@@ -1,0 +1,526 @@
+//! doctor: what this machine can run. It checks the kernel and BTF, the
+//! filesystems the lessons use, the privileges in effect, the BPF settings,
+//! and the toolchain; then it probes the kernel features some lessons need
+//! by loading (and where that is the question, attaching) the smallest
+//! program of each kind, from bpf/doctor/probes.bpf.c. It ends with the
+//! lessons and, for each that cannot run here, why.
+//!
+//! Exit status: 1 when a lesson cannot run for a reason this machine can
+//! fix (a privilege, a mount, a tool); a feature the kernel lacks is
+//! reported, and is not a failure. The chapter is docs/doctor.md.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use serde::Serialize;
+
+use learning_ebpf_rs::privileges::{has_cap, Cap};
+use learning_ebpf_rs::skel::probes::{ProbesSkel, ProbesSkelBuilder};
+use learning_ebpf_rs::{cli, report};
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+    doctor           # the checks, then the lessons
+    doctor --json    # the same as one JSON object";
+
+/// Say what this machine can run, and what to do about what it cannot.
+#[derive(Parser)]
+#[command(version, after_help = EXAMPLES)]
+struct Args {
+    /// One JSON object instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// How a check came out.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    /// Works.
+    Ok,
+    /// The kernel does not have or allow it: lessons that need it cannot
+    /// run here, and nothing on this machine's side would change that.
+    No,
+    /// Missing, and fixable here (the line says how).
+    Fail,
+}
+
+#[derive(Serialize)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+    /// What to do about it (for Fail and No).
+    fix: Option<String>,
+}
+
+fn check(name: &'static str, status: Status, detail: String, fix: Option<&str>) -> Check {
+    Check {
+        name,
+        status,
+        detail,
+        fix: fix.map(str::to_string),
+    }
+}
+
+/// The filesystem type of `path`, if it exists.
+fn fs_magic(path: &str) -> Option<i64> {
+    let c_path = std::ffi::CString::new(path).ok()?;
+    // SAFETY: statfs writes into the zeroed struct we pass.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        (libc::statfs(c_path.as_ptr(), &mut st) == 0).then_some(st.f_type as i64)
+    }
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+const TRACEFS_MAGIC: i64 = 0x74726163;
+const SECURITYFS_MAGIC: i64 = 0x73636673;
+const CGROUP2_MAGIC: i64 = 0x63677270;
+
+fn mount_check(name: &'static str, paths: &[&str], magic: i64, mount: &str) -> Check {
+    match paths.iter().find(|p| fs_magic(p) == Some(magic)) {
+        Some(p) => check(name, Status::Ok, format!("mounted on {p}"), None),
+        None => check(
+            name,
+            Status::Fail,
+            format!("not mounted on {}", paths[0]),
+            Some(mount),
+        ),
+    }
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn kernel_checks() -> Vec<Check> {
+    let release = read("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    let mut checks = vec![if btf {
+        check("kernel", Status::Ok, format!("{release}, with BTF"), None)
+    } else {
+        check(
+            "kernel",
+            Status::No,
+            format!("{release}, without BTF (/sys/kernel/btf/vmlinux)"),
+            Some("use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions' are)"),
+        )
+    }];
+    checks.push(mount_check(
+        "bpffs",
+        &["/sys/fs/bpf"],
+        BPF_FS_MAGIC,
+        "mount -t bpf bpf /sys/fs/bpf (make setup does)",
+    ));
+    checks.push(mount_check(
+        "tracefs",
+        &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"],
+        TRACEFS_MAGIC,
+        "mount -t tracefs tracefs /sys/kernel/tracing (make setup does)",
+    ));
+    checks.push(mount_check(
+        "securityfs",
+        &["/sys/kernel/security"],
+        SECURITYFS_MAGIC,
+        "mount -t securityfs securityfs /sys/kernel/security (make setup does)",
+    ));
+    checks.push(mount_check(
+        "cgroup2",
+        &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
+        CGROUP2_MAGIC,
+        "mount -t cgroup2 none /sys/fs/cgroup/unified",
+    ));
+    let caps = [Cap::Bpf, Cap::Perfmon, Cap::NetAdmin, Cap::SysAdmin];
+    let missing: Vec<&str> = caps
+        .iter()
+        .filter(|c| !has_cap(**c))
+        .map(|c| c.name())
+        .collect();
+    checks.push(if missing.is_empty() {
+        check(
+            "privileges",
+            Status::Ok,
+            "CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN".into(),
+            None,
+        )
+    } else {
+        check(
+            "privileges",
+            Status::Fail,
+            format!("missing {}", missing.join(", ")),
+            Some("run as root (sudo)"),
+        )
+    });
+    let unpriv = read("/proc/sys/kernel/unprivileged_bpf_disabled").unwrap_or_default();
+    let meaning = match unpriv.as_str() {
+        "0" => "unprivileged users may load some programs",
+        "1" => "only privileged users may use bpf(), until reboot",
+        "2" => "only privileged users may use bpf() (an admin may change it)",
+        _ => "unknown",
+    };
+    checks.push(check(
+        "unprivileged_bpf",
+        Status::Ok,
+        format!("unprivileged_bpf_disabled={unpriv}: {meaning}; the lessons run as root"),
+        None,
+    ));
+    let jit = read("/proc/sys/net/core/bpf_jit_enable").unwrap_or_default();
+    checks.push(if jit == "1" || jit == "2" {
+        check("jit", Status::Ok, format!("bpf_jit_enable={jit}"), None)
+    } else {
+        check(
+            "jit",
+            Status::Fail,
+            format!("bpf_jit_enable={jit}: programs run in the interpreter, slowly"),
+            Some("sysctl net.core.bpf_jit_enable=1"),
+        )
+    });
+    checks.push(match read("/sys/kernel/security/lsm") {
+        Some(lsms) if lsms.split(',').any(|l| l == "bpf") => {
+            check("bpf_lsm", Status::Ok, format!("active LSMs: {lsms}"), None)
+        }
+        Some(lsms) => check(
+            "bpf_lsm",
+            Status::No,
+            format!("bpf is not among the active LSMs: {lsms}"),
+            Some("add bpf to the lsm= boot parameter (the list in /sys/kernel/security/lsm, plus bpf)"),
+        ),
+        None => check(
+            "bpf_lsm",
+            Status::Fail,
+            "cannot read /sys/kernel/security/lsm".into(),
+            Some("mount securityfs: mount -t securityfs securityfs /sys/kernel/security"),
+        ),
+    });
+    checks
+}
+
+// ANCHOR: probe
+/// Loads the one program `name` of the probes' object, every other one
+/// switched off, and hands it to `then` (to attach it, or try a link).
+fn probe(name: &str, then: impl FnOnce(&ProbesSkel) -> Result<()>) -> Result<()> {
+    let mut object = MaybeUninit::uninit();
+    let mut open = ProbesSkelBuilder::default().open(&mut object)?;
+    for mut prog in open.open_object_mut().progs_mut() {
+        let wanted = prog.name() == name;
+        prog.set_autoload(wanted);
+    }
+    let skel = open.load()?;
+    then(&skel)
+}
+// ANCHOR_END: probe
+
+/// The error's errno as text ("Operation not permitted"), or the error.
+fn why(e: &anyhow::Error) -> String {
+    match learning_ebpf_rs::errors::os_error(e) {
+        Some(errno) => {
+            let text = std::io::Error::from_raw_os_error(errno).to_string();
+            text.split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        }
+        None => format!("{e:#}"),
+    }
+}
+
+fn feature_checks() -> Vec<Check> {
+    let mut checks = Vec::new();
+    let fentry = probe("probe_fentry", |s| {
+        let _link = s.progs.probe_fentry.attach()?; // detached again on drop
+        Ok(())
+    });
+    checks.push(match fentry {
+        Ok(()) => check(
+            "fentry",
+            Status::Ok,
+            "BPF trampolines load and attach".into(),
+            None,
+        ),
+        Err(e) => check(
+            "fentry",
+            Status::No,
+            format!(
+                "this kernel refuses BPF trampolines (fentry/fexit): {}",
+                why(&e)
+            ),
+            Some("use a kernel that allows them: `make vm-test KERNEL=6.12` runs the lessons under Debian's 6.12"),
+        ),
+    });
+    let kprobe = probe("probe_kprobe", |s| {
+        let _link = s.progs.probe_kprobe.attach()?; // detached again on drop
+        Ok(())
+    });
+    checks.push(match kprobe {
+        Ok(()) => check("kprobe", Status::Ok, "kprobes attach".into(), None),
+        Err(e) => check(
+            "kprobe",
+            Status::No,
+            format!("kprobes do not attach: {}", why(&e)),
+            Some("a kernel with CONFIG_KPROBES=y"),
+        ),
+    });
+    let lsm = probe("probe_lsm", |s| {
+        let _link = s.progs.probe_lsm.attach()?; // detached again on drop
+        Ok(())
+    });
+    checks.push(match lsm {
+        Ok(()) => check(
+            "lsm_programs",
+            Status::Ok,
+            "BPF LSM programs load and attach".into(),
+            None,
+        ),
+        Err(e) => check(
+            "lsm_programs",
+            Status::No,
+            format!("BPF LSM programs do not load or attach: {}", why(&e)),
+            Some("a kernel with CONFIG_BPF_LSM=y, bpf in lsm=, and BPF trampolines allowed"),
+        ),
+    });
+    // ANCHOR: tcx
+    // tcx (6.6): a link of attach type BPF_TCX_INGRESS to an interface
+    // that does not exist. A kernel that knows tcx says ENODEV (no such
+    // interface); one that does not says EINVAL (no such attach type).
+    let tcx = probe("probe_tc", |s| {
+        let fd = s.progs.probe_tc.as_fd().as_raw_fd();
+        // SAFETY: a plain syscall wrapper; no options.
+        let rc = unsafe {
+            libbpf_sys::bpf_link_create(
+                fd,
+                0x7fff_fff0,
+                libbpf_sys::BPF_TCX_INGRESS,
+                std::ptr::null(),
+            )
+        };
+        match -rc {
+            libc::ENODEV => Ok(()),
+            errno => Err(anyhow::Error::from(std::io::Error::from_raw_os_error(
+                errno,
+            ))),
+        }
+    });
+    // ANCHOR_END: tcx
+    checks.push(match tcx {
+        Ok(()) => check("tcx", Status::Ok, "tcx links (6.6+)".into(), None),
+        Err(e) => check(
+            "tcx",
+            Status::No,
+            format!(
+                "no tcx links ({}); TC programs attach through clsact instead",
+                why(&e)
+            ),
+            None,
+        ),
+    });
+    let ct = probe("probe_ct", |_| Ok(()));
+    checks.push(match ct {
+        Ok(()) => check(
+            "conntrack_kfuncs",
+            Status::Ok,
+            "bpf_skb_ct_lookup and bpf_ct_release resolve".into(),
+            None,
+        ),
+        Err(e) => check(
+            "conntrack_kfuncs",
+            Status::No,
+            format!("the conntrack kfuncs do not load: {}", why(&e)),
+            Some("a 6.1+ kernel with nf_conntrack built in or loaded (modprobe nf_conntrack)"),
+        ),
+    });
+    checks
+}
+
+fn tool_checks() -> Vec<Check> {
+    let clang = std::env::var("BPF_CLANG").unwrap_or_else(|_| "clang".into());
+    let mut checks = Vec::new();
+    let version = Command::new(&clang).arg("--version").output();
+    checks.push(match version {
+        Ok(out) if out.status.success() => {
+            let first = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let targets = Command::new(&clang).arg("-print-targets").output();
+            let bpf = targets.is_ok_and(|t| String::from_utf8_lossy(&t.stdout).contains("bpf"));
+            if bpf {
+                check(
+                    "clang",
+                    Status::Ok,
+                    format!("{first}, with the BPF target"),
+                    None,
+                )
+            } else {
+                check(
+                    "clang",
+                    Status::Fail,
+                    format!("{first}, without the BPF target"),
+                    Some("install a clang built with the BPF target (make setup)"),
+                )
+            }
+        }
+        _ => check(
+            "clang",
+            Status::Fail,
+            format!("{clang} not found"),
+            Some("make setup (or set BPF_CLANG)"),
+        ),
+    });
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    let shown = if limit.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        format!("{} KiB", limit.rlim_cur / 1024)
+    };
+    checks.push(check(
+        "memlock",
+        Status::Ok,
+        format!("{shown}; kernels since 5.11 charge BPF memory to the cgroup instead"),
+        None,
+    ));
+    checks
+}
+
+// ANCHOR: lessons
+/// What each lesson needs beyond the basics (BTF, privileges): names of
+/// checks that must be ok. The list is the book's (docs/lessons.md).
+const LESSONS: [(&str, &[&str]); 15] = [
+    ("tc_classifier", &[]),
+    ("xdp_firewall", &["bpffs"]),
+    ("execsnoop", &["tracefs"]),
+    ("runqlat", &[]),
+    ("uprobe", &[]),
+    ("fentry", &["fentry"]),
+    ("load_balancer", &["conntrack_kfuncs"]),
+    ("lsm_guard", &["securityfs", "bpf_lsm", "lsm_programs"]),
+    ("cgroup_guard", &["cgroup2"]),
+    ("socket_filter", &[]),
+    ("lwt_filter", &[]),
+    ("races", &["two_cpus"]),
+    ("map_types", &["two_cpus"]),
+    ("pinning", &["bpffs"]),
+    ("verifier", &[]),
+];
+// ANCHOR_END: lessons
+
+#[derive(Serialize)]
+struct Lesson {
+    lesson: &'static str,
+    runs: bool,
+    /// Why not, when it cannot run here.
+    reason: Option<String>,
+}
+
+fn lessons(checks: &[Check]) -> Vec<Lesson> {
+    LESSONS
+        .iter()
+        .map(|(lesson, needs)| {
+            let blocking: Vec<&Check> = ["kernel", "privileges"]
+                .iter()
+                .chain(needs.iter())
+                .filter_map(|n| checks.iter().find(|c| c.name == *n))
+                .filter(|c| c.status != Status::Ok)
+                .collect();
+            Lesson {
+                lesson,
+                runs: blocking.is_empty(),
+                reason: (!blocking.is_empty()).then(|| {
+                    let why: Vec<String> = blocking
+                        .iter()
+                        .map(|c| format!("{}: {}", c.name, c.detail))
+                        .collect();
+                    why.join("; ")
+                }),
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Report {
+    checks: Vec<Check>,
+    lessons: Vec<Lesson>,
+}
+
+fn run(args: Args) -> Result<i32> {
+    // The probes fail on purpose where the kernel lacks a feature: keep
+    // libbpf's messages about it off the terminal.
+    cli::init_libbpf_log(false);
+    let mut checks = kernel_checks();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    checks.push(if cpus >= 2 {
+        check("two_cpus", Status::Ok, format!("{cpus} CPUs"), None)
+    } else {
+        check(
+            "two_cpus",
+            Status::No,
+            format!("{cpus} CPU: the lessons that race two CPUs need two"),
+            Some("a machine (or VM) with two CPUs or more"),
+        )
+    });
+    // The probes need the privileges; without them they would only repeat
+    // that.
+    if has_cap(Cap::Bpf) && has_cap(Cap::Perfmon) {
+        checks.extend(feature_checks());
+    }
+    checks.extend(tool_checks());
+    let lessons = lessons(&checks);
+    // Fixable: a lesson blocked by a check that failed (not one the kernel
+    // lacks).
+    let fixable = lessons.iter().any(|l| {
+        !l.runs
+            && checks.iter().any(|c| {
+                c.status == Status::Fail && l.reason.as_deref().is_some_and(|r| r.contains(c.name))
+            })
+    }) || checks
+        .iter()
+        .any(|c| c.name == "clang" && c.status == Status::Fail);
+    let report = Report { checks, lessons };
+    if args.json {
+        report::print_json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    Ok(i32::from(fixable))
+}
+
+fn print_report(report: &Report) {
+    for c in &report.checks {
+        let status = match c.status {
+            Status::Ok => "ok",
+            Status::No => "no",
+            Status::Fail => "FAIL",
+        };
+        print!("{status:<5} {:<17} {}", c.name, c.detail);
+        match &c.fix {
+            Some(fix) if c.status != Status::Ok => println!(" -> {fix}"),
+            _ => println!(),
+        }
+    }
+    println!("\n{:<15} RUNS HERE", "LESSON");
+    for l in &report.lessons {
+        match &l.reason {
+            None => println!("{:<15} yes", l.lesson),
+            Some(why) => println!("{:<15} no: {why}", l.lesson),
+        }
+    }
+}
+
+fn main() {
+    let args = cli::parse::<Args>();
+    cli::run_status(|| run(args));
+}

@@ -38,23 +38,3 @@ int probe_tc(struct __sk_buff *skb)
 {
 	return 0; /* TC_ACT_OK */
 }
-
-struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb,
-				  struct bpf_sock_tuple *tuple, __u32 tuple__sz,
-				  struct bpf_ct_opts *opts,
-				  __u32 opts__sz) __ksym;
-void bpf_ct_release(struct nf_conn *nfct) __ksym;
-
-/* The conntrack kfuncs: load_balancer's lookup, resolved at load. */
-SEC("tc")
-int probe_ct(struct __sk_buff *skb)
-{
-	struct bpf_sock_tuple tuple = {};
-	struct bpf_ct_opts opts = {.netns_id = -1, .l4proto = 6};
-	struct nf_conn *ct;
-
-	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts, 12);
-	if (ct)
-		bpf_ct_release(ct);
-	return 0;
-}

@@ -20,6 +20,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use serde::Serialize;
 
 use learning_ebpf_rs::privileges::{has_cap, Cap};
+use learning_ebpf_rs::skel::ct_probe::CtProbeSkelBuilder;
 use learning_ebpf_rs::skel::probes::{ProbesSkel, ProbesSkelBuilder};
 use learning_ebpf_rs::{cli, report};
 
@@ -35,6 +36,9 @@ struct Args {
     /// One JSON object instead of text
     #[arg(long)]
     json: bool,
+    /// Show libbpf's messages while probing (why a probe failed)
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 /// How a check came out.
@@ -209,10 +213,13 @@ fn kernel_checks() -> Vec<Check> {
 fn probe(name: &str, then: impl FnOnce(&ProbesSkel) -> Result<()>) -> Result<()> {
     let mut object = MaybeUninit::uninit();
     let mut open = ProbesSkelBuilder::default().open(&mut object)?;
+    let mut found = false;
     for mut prog in open.open_object_mut().progs_mut() {
         let wanted = prog.name() == name;
+        found |= wanted;
         prog.set_autoload(wanted);
     }
+    anyhow::ensure!(found, "no probe named {name}");
     let skel = open.load()?;
     then(&skel)
 }
@@ -321,7 +328,17 @@ fn feature_checks() -> Vec<Check> {
             None,
         ),
     });
-    let ct = probe("probe_ct", |_| Ok(()));
+    let mut object = MaybeUninit::uninit();
+    let ct = CtProbeSkelBuilder::default()
+        .open(&mut object)
+        .and_then(|open| open.load())
+        .map(drop)
+        .map_err(anyhow::Error::from);
+    // A conntrack built as a module that is not loaded yet: fixable.
+    let module = Command::new("modinfo")
+        .args(["-n", "nf_conntrack"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     checks.push(match ct {
         Ok(()) => check(
             "conntrack_kfuncs",
@@ -329,11 +346,17 @@ fn feature_checks() -> Vec<Check> {
             "bpf_skb_ct_lookup and bpf_ct_release resolve".into(),
             None,
         ),
+        Err(e) if module => check(
+            "conntrack_kfuncs",
+            Status::Fail,
+            format!("the conntrack kfuncs are not loaded: {}", why(&e)),
+            Some("modprobe nf_conntrack (it is a module here)"),
+        ),
         Err(e) => check(
             "conntrack_kfuncs",
             Status::No,
             format!("the conntrack kfuncs do not load: {}", why(&e)),
-            Some("a 6.1+ kernel with nf_conntrack built in or loaded (modprobe nf_conntrack)"),
+            Some("a 6.1+ kernel with nf_conntrack"),
         ),
     });
     checks
@@ -458,8 +481,8 @@ struct Report {
 
 fn run(args: Args) -> Result<i32> {
     // The probes fail on purpose where the kernel lacks a feature: keep
-    // libbpf's messages about it off the terminal.
-    cli::init_libbpf_log(false);
+    // libbpf's messages about it off the terminal, unless asked.
+    cli::init_libbpf_log(args.verbose);
     let mut checks = kernel_checks();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     checks.push(if cpus >= 2 {

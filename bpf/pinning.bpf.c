@@ -33,6 +33,10 @@ struct {
 } settings SEC(".maps");
 /* ANCHOR_END: maps */
 
+/* Set by user space before load (pinning --trace): say each exec() in the
+ * kernel's trace buffer too. */
+const volatile bool trace = false;
+
 /* ANCHOR: program */
 /* (3) Runs after every successful exec(), in the new program: its command
  * name is already the new one. */
@@ -48,6 +52,10 @@ int BPF_PROG(count_exec, struct task_struct *p)
 	if (set && set->paused)
 		return 0;
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	/* ANCHOR: printk */
+	if (trace)
+		bpf_printk("exec %s", key.comm);
+	/* ANCHOR_END: printk */
 	count = bpf_map_lookup_elem(&counts, &key);
 	if (!count) {
 		/* A new name: insert 0, unless another CPU just did. */

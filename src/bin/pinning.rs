@@ -24,7 +24,7 @@ use learning_ebpf_rs::pin;
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::pinning::types::{comm_key, settings};
 use learning_ebpf_rs::skel::pinning::PinningSkelBuilder;
-use learning_ebpf_rs::{cli, errors, report};
+use learning_ebpf_rs::{cli, errors, report, skel};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -68,6 +68,10 @@ struct Args {
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
+    /// When loading: also write each exec() to the kernel's trace buffer
+    /// (bpf_printk; read it with `bpftool prog tracelog`)
+    #[arg(long)]
+    trace: bool,
 }
 
 /// The pins, by name in the directory.
@@ -124,7 +128,7 @@ fn require_pins(dir: &Path) -> Result<()> {
 /// Loads the program with its maps at their pins in `dir` (reused when they
 /// exist), attaches it, pins the program and the link in place of any old
 /// ones, and returns: the pins keep everything alive.
-fn load_and_pin(dir: &Path) -> Result<()> {
+fn load_and_pin(dir: &Path, trace: bool) -> Result<()> {
     let mut object = MaybeUninit::uninit();
     let mut open = PinningSkelBuilder::default()
         .open(&mut object)
@@ -134,6 +138,7 @@ fn load_and_pin(dir: &Path) -> Result<()> {
     // and pins it there.
     open.maps.counts.set_pin_path(dir.join("counts"))?;
     open.maps.settings.set_pin_path(dir.join("settings"))?;
+    skel::rodata(open.maps.rodata_data.as_deref_mut())?.trace = trace;
     let mut skel = open.load().map_err(errors::load_error)?;
 
     // (2) Attach: a bpf_link. Then replace the old link's pin with the new
@@ -160,7 +165,7 @@ fn load(args: &Args) -> Result<()> {
     let dir = &args.pin;
     let created = pin::prepare_dir(dir)?;
     let reused: Vec<bool> = MAPS.iter().map(|m| dir.join(m).exists()).collect();
-    if let Err(e) = load_and_pin(dir) {
+    if let Err(e) = load_and_pin(dir, args.trace) {
         // Leave nothing behind that this run pinned (libbpf unpins the maps
         // it created if the load fails, but not if attaching fails).
         for (map, reused) in MAPS.iter().zip(&reused) {

@@ -421,7 +421,7 @@ fn tool_checks() -> Vec<Check> {
 // ANCHOR: lessons
 /// What each lesson needs beyond the basics (BTF, privileges): names of
 /// checks that must be ok. The list is the book's (docs/lessons.md).
-const LESSONS: [(&str, &[&str]); 15] = [
+const LESSONS: [(&str, &[&str]); 16] = [
     ("tc_classifier", &[]),
     ("xdp_firewall", &["bpffs"]),
     ("execsnoop", &["tracefs"]),
@@ -437,6 +437,7 @@ const LESSONS: [(&str, &[&str]); 15] = [
     ("map_types", &["two_cpus"]),
     ("pinning", &["bpffs"]),
     ("verifier", &[]),
+    ("debugging", &["bpffs", "tracefs"]),
 ];
 // ANCHOR_END: lessons
 

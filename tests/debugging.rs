@@ -88,11 +88,28 @@ fn every_command_in_the_chapter() {
         assert_sample(CHAPTER, "debugging_tracelog", named);
     }
 
+    // The same lines through trace_pipe.
+    let mut pipe = Running::spawn({
+        let mut cmd = Command::new("cat");
+        cmd.arg("/sys/kernel/tracing/trace_pipe");
+        cmd
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new(&hello).status().unwrap().success());
+    pipe.wait_for_stdout("bpf_trace_printk: exec hello-pins", Duration::from_secs(10))
+        .unwrap();
+    pipe.signal(libc::SIGTERM).unwrap();
+    let _ = pipe.finish(Duration::from_secs(5));
+
     let out = bpftool(&["prog", "show", "name", "count_exec"], dir);
     assert_sample(CHAPTER, "debugging_prog_show", &out);
     let path = format!("{CHAPTER_DIR}/counts");
     let out = bpftool(&["map", "show", "pinned", &path], dir);
     assert_sample(CHAPTER, "debugging_map_show", &out);
+    let link = format!("{CHAPTER_DIR}/link");
+    let out = bpftool(&["link", "show", "pinned", &link], dir);
+    assert_sample(CHAPTER, "debugging_link_show", &out);
     let out = bpftool(&["map", "dump", "pinned", &path], dir);
     assert_sample(CHAPTER, "debugging_map_dump", &out);
     let out = bpftool(&["prog", "dump", "xlated", "name", "count_exec"], dir);

@@ -19,18 +19,23 @@ use libbpf_rs::MapHandle;
 /// that uses [`Pins::arm_watchdog`] calls [`run_watchdog_if_asked`] first.
 pub const WATCHDOG_ARG: &str = "__unpin-on-exit";
 
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+/// The filesystem type of a bpf filesystem, as statfs(2) reports it.
+pub const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
-/// True when `path` is on a bpf filesystem.
-pub fn is_bpffs(path: &Path) -> bool {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
+/// The type of the filesystem `path` is on (statfs's f_type), if `path`
+/// exists.
+pub fn fs_type(path: &Path) -> Option<i64> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: statfs writes into the zeroed struct we pass.
     unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
-        libc::statfs(c_path.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+        (libc::statfs(c_path.as_ptr(), &mut st) == 0).then_some(st.f_type as i64)
     }
+}
+
+/// True when `path` is on a bpf filesystem.
+pub fn is_bpffs(path: &Path) -> bool {
+    fs_type(path) == Some(BPF_FS_MAGIC)
 }
 
 /// The name of the network namespace this process runs in, when it runs

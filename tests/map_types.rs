@@ -26,12 +26,7 @@ const PREFIXES: [(Ipv4Addr, u32); 3] = [
 ];
 
 fn run_json(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    testkit::json_lines(Command::new(BIN).args(args))
 }
 
 struct Event {

@@ -12,15 +12,7 @@ use testkit::{assert_bad_args, require_privileges, two_cpus, BadInput, Exit};
 const BIN: &str = env!("CARGO_BIN_EXE_races");
 
 fn run_json(runs: &str) -> Vec<Value> {
-    let out = Command::new(BIN)
-        .args(["-n", runs, "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    testkit::json_lines(Command::new(BIN).args(["-n", runs, "--json"]))
 }
 
 #[test]

@@ -22,7 +22,7 @@ use serde::Serialize;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::ct_probe::CtProbeSkelBuilder;
 use learning_ebpf_rs::skel::probes::{ProbesSkel, ProbesSkelBuilder};
-use learning_ebpf_rs::{cli, report};
+use learning_ebpf_rs::{cli, pin, report};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -72,23 +72,15 @@ fn check(name: &'static str, status: Status, detail: String, fix: Option<&str>) 
     }
 }
 
-/// The filesystem type of `path`, if it exists.
-fn fs_magic(path: &str) -> Option<i64> {
-    let c_path = std::ffi::CString::new(path).ok()?;
-    // SAFETY: statfs writes into the zeroed struct we pass.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        (libc::statfs(c_path.as_ptr(), &mut st) == 0).then_some(st.f_type as i64)
-    }
-}
-
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 const TRACEFS_MAGIC: i64 = 0x74726163;
 const SECURITYFS_MAGIC: i64 = 0x73636673;
 const CGROUP2_MAGIC: i64 = 0x63677270;
 
 fn mount_check(name: &'static str, paths: &[&str], magic: i64, mount: &str) -> Check {
-    match paths.iter().find(|p| fs_magic(p) == Some(magic)) {
+    match paths
+        .iter()
+        .find(|p| pin::fs_type(Path::new(p)) == Some(magic))
+    {
         Some(p) => check(name, Status::Ok, format!("mounted on {p}"), None),
         None => check(
             name,
@@ -121,7 +113,7 @@ fn kernel_checks() -> Vec<Check> {
     checks.push(mount_check(
         "bpffs",
         &["/sys/fs/bpf"],
-        BPF_FS_MAGIC,
+        pin::BPF_FS_MAGIC,
         "mount -t bpf bpf /sys/fs/bpf (make setup does)",
     ));
     checks.push(mount_check(
@@ -545,6 +537,10 @@ fn print_report(report: &Report) {
 }
 
 fn main() {
+    // `doctor | head` should stop quietly, as other command-line tools do,
+    // rather than panic on a closed pipe (nothing is attached by then).
+    // SAFETY: restoring the default disposition of SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = cli::parse::<Args>();
     cli::run_status(|| run(args));
 }

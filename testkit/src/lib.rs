@@ -107,3 +107,16 @@ pub fn prog_gone(id: u32) -> bool {
         libbpf_rs::Program::fd_from_id(id).is_err()
     })
 }
+
+/// Runs `cmd`, which must succeed, and parses each line of its standard
+/// output as one JSON value (the lessons' `--json`).
+pub fn json_lines(cmd: &mut Command) -> Vec<serde_json::Value> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}

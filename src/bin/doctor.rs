@@ -231,60 +231,56 @@ fn why(e: &anyhow::Error) -> String {
     }
 }
 
+/// A probe's outcome as a check: ok with `works`, or no with `fails`, the
+/// kernel's answer and what would change it.
+fn probed(
+    name: &'static str,
+    result: Result<()>,
+    works: &str,
+    fails: &str,
+    fix: Option<&str>,
+) -> Check {
+    match result {
+        Ok(()) => check(name, Status::Ok, works.into(), None),
+        Err(e) => check(name, Status::No, format!("{fails}: {}", why(&e)), fix),
+    }
+}
+
 fn feature_checks() -> Vec<Check> {
     let mut checks = Vec::new();
     let fentry = probe("probe_fentry", |s| {
         let _link = s.progs.probe_fentry.attach()?; // detached again on drop
         Ok(())
     });
-    checks.push(match fentry {
-        Ok(()) => check(
-            "fentry",
-            Status::Ok,
-            "BPF trampolines load and attach".into(),
-            None,
-        ),
-        Err(e) => check(
-            "fentry",
-            Status::No,
-            format!(
-                "this kernel refuses BPF trampolines (fentry/fexit): {}",
-                why(&e)
-            ),
-            Some("use a kernel that allows them: `make vm-test KERNEL=6.12` runs the lessons under Debian's 6.12"),
-        ),
-    });
+    checks.push(probed(
+        "fentry",
+        fentry,
+        "BPF trampolines load and attach",
+        "this kernel refuses BPF trampolines (fentry/fexit)",
+        Some("use a kernel that allows them: `make vm-test KERNEL=6.12` runs the lessons under Debian's 6.12"),
+    ));
     let kprobe = probe("probe_kprobe", |s| {
         let _link = s.progs.probe_kprobe.attach()?; // detached again on drop
         Ok(())
     });
-    checks.push(match kprobe {
-        Ok(()) => check("kprobe", Status::Ok, "kprobes attach".into(), None),
-        Err(e) => check(
-            "kprobe",
-            Status::No,
-            format!("kprobes do not attach: {}", why(&e)),
-            Some("a kernel with CONFIG_KPROBES=y"),
-        ),
-    });
+    checks.push(probed(
+        "kprobe",
+        kprobe,
+        "kprobes attach",
+        "kprobes do not attach",
+        Some("a kernel with CONFIG_KPROBES=y"),
+    ));
     let lsm = probe("probe_lsm", |s| {
         let _link = s.progs.probe_lsm.attach()?; // detached again on drop
         Ok(())
     });
-    checks.push(match lsm {
-        Ok(()) => check(
-            "lsm_programs",
-            Status::Ok,
-            "BPF LSM programs load and attach".into(),
-            None,
-        ),
-        Err(e) => check(
-            "lsm_programs",
-            Status::No,
-            format!("BPF LSM programs do not load or attach: {}", why(&e)),
-            Some("a kernel with CONFIG_BPF_LSM=y, bpf in lsm=, and BPF trampolines allowed"),
-        ),
-    });
+    checks.push(probed(
+        "lsm_programs",
+        lsm,
+        "BPF LSM programs load and attach",
+        "BPF LSM programs do not load or attach",
+        Some("a kernel with CONFIG_BPF_LSM=y, bpf in lsm=, and BPF trampolines allowed"),
+    ));
     // ANCHOR: tcx
     // tcx (6.6): a link of attach type BPF_TCX_INGRESS to an interface
     // that does not exist. A kernel that knows tcx says ENODEV (no such

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use testkit::chapter::assert_sample;
@@ -133,6 +135,16 @@ fn pins_outlive_the_loader_and_a_reload_reuses_the_maps() {
     assert!(map_gone(new["settings_id"].as_u64().unwrap()));
 }
 
+/// The count of `comm` in the counts map, read through its pin alone.
+fn pinned_count(dir: &Path, comm: &str) -> u64 {
+    let mut key = [0u8; 16];
+    key[..comm.len()].copy_from_slice(comm.as_bytes());
+    let counts = libbpf_rs::MapHandle::from_pinned_path(dir.join("counts")).unwrap();
+    libbpf_rs::MapCore::lookup(&counts, &key, libbpf_rs::MapFlags::ANY)
+        .unwrap()
+        .map_or(0, |v| u64::from_ne_bytes(v.try_into().unwrap()))
+}
+
 #[test]
 fn each_pin_is_one_reference() {
     require_privileges!("each_pin_is_one_reference");
@@ -147,6 +159,19 @@ fn each_pin_is_one_reference() {
     // Without the link's pin the program is detached (it counts nothing
     // more), but its own pin keeps it loaded.
     std::fs::remove_file(dir.join("link")).unwrap();
+    // The kernel releases a link whose last reference went in a deferred
+    // work item: wait until an exec() of a second copy is no longer
+    // counted, so that the two below come after the detach.
+    let probe = Counted::new(&format!("pinp{}", std::process::id()));
+    let detached = testkit::wait_until(Duration::from_secs(10), || {
+        let before = pinned_count(dir, &probe.name);
+        probe.exec(1);
+        pinned_count(dir, &probe.name) == before
+    });
+    assert!(
+        detached,
+        "the program still counts after its link's pin went"
+    );
     prog.exec(2);
     assert!(
         libbpf_rs::Program::fd_from_id(prog_id).is_ok(),
@@ -158,17 +183,7 @@ fn each_pin_is_one_reference() {
     assert!(map_exists(ids["counts_id"].as_u64().unwrap()));
     // The counts, read through the map's pin alone: the exec()s after the
     // link went were not counted.
-    let key = {
-        let mut k = [0u8; 16];
-        k[..prog.name.len()].copy_from_slice(prog.name.as_bytes());
-        k
-    };
-    let counts = libbpf_rs::MapHandle::from_pinned_path(dir.join("counts")).unwrap();
-    let value = libbpf_rs::MapCore::lookup(&counts, &key, libbpf_rs::MapFlags::ANY)
-        .unwrap()
-        .unwrap();
-    assert_eq!(u64::from_ne_bytes(value.try_into().unwrap()), 1);
-    drop(counts);
+    assert_eq!(pinned_count(dir, &prog.name), 1);
     // Without the maps' pins (and no process holding them) they are freed.
     for map in ["counts", "settings"] {
         std::fs::remove_file(dir.join(map)).unwrap();

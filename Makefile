@@ -20,7 +20,7 @@ vpath %.bpf.c bpf bpf/bench
 
 export BPF_CLANG
 
-.PHONY: help setup check doctor vmlinux build test vm-test solutions book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
+.PHONY: help setup check doctor vmlinux build test vm-test docker-test solutions book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
 
 help:
 	@echo "make setup    install the Debian packages and mount bpffs/tracefs (root, idempotent)"
@@ -30,6 +30,7 @@ help:
 	@echo "              (also plain \`make demo\`), demo-xdp_firewall, demo-load_balancer,"
 	@echo "              demo-socket_filter, demo-lwt_filter"
 	@echo "make vm-test KERNEL=6.1  the tests in a VM with Debian's 6.1 (or 6.12) kernel (root)"
+	@echo "make docker-test  build the image (Dockerfile) and run the tests in a container (root)"
 	@echo "make solutions  apply each exercise's solution to a copy, build it, run its lesson's tests (root)"
 	@echo "make book     build the book (chapters in docs/) into target/book; fails on a broken include or link"
 	@echo "make book-serve  serve the book on http://localhost:3000, rebuilt on every change"
@@ -71,6 +72,10 @@ test: check
 KERNEL ?= 6.12
 vm-test: check
 	@scripts/vm/test.sh $(KERNEL)
+
+# Starts a Docker engine if none runs, and stops it afterwards.
+docker-test:
+	@scripts/docker-test.sh
 
 solutions: check
 	@scripts/solutions.sh

@@ -132,5 +132,21 @@ if [ "$(docker info -f '{{.CgroupVersion}}')" = 1 ] && [ -f /sys/fs/cgroup/cpu/c
 fi
 [ -z "${CI:-}" ] || run+=(-e CI="$CI")
 echo "docker-test: ${run[*]} $IMAGE"
-"${run[@]}" "$IMAGE"
+mkdir -p target
+status=0
+"${run[@]}" "$IMAGE" 2>&1 | tee target/docker-test.log || status=$?
 phase "make test in the container"
+
+# One line per test binary, as for the host and the VMs; compared with the
+# host's run when that is newer than every source (make test, just before).
+awk -v release="$(uname -r) (container)" -v secs=0 -f scripts/test-results.awk \
+	target/docker-test.log >target/docker-results.txt
+host=target/vm-results/host.txt
+if [ -f "$host" ] && [ -z "$(find bpf src tests testkit -newer "$host" -print -quit)" ]; then
+	if ! diff <(grep -v '^kernel ' "$host") <(grep -v '^kernel ' target/docker-results.txt); then
+		echo "docker-test: the container's results (>) differ from the host's (<), above"
+		exit 1
+	fi
+	echo "docker-test: every test binary did in the container what it did on the host"
+fi
+[ "$status" -eq 0 ] || { echo "docker-test: make test failed in the container (log: target/docker-test.log)"; exit 1; }

@@ -18,9 +18,16 @@ use learning_ebpf_rs::privileges::Cap;
 use learning_ebpf_rs::skel::bufbench::BufbenchSkelBuilder;
 use testkit::bench::{can_run, median};
 use testkit::pin_thread;
+use testkit::plot::{self, Point};
+use testkit::plots;
+use testkit::ring_reader::RingReader;
 
 const EVENTS: u64 = 2_000_000;
-const ROUNDS: usize = 3;
+/// The ring buffer's size in bufbench.bpf.c.
+const RING_BYTES: usize = 16 * 1024 * 1024;
+const ROUNDS: usize = 5;
+/// Events per run of the curves.
+const CURVE_EVENTS: u64 = 500_000;
 const LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, PartialEq)]
@@ -35,6 +42,11 @@ enum Mode {
     Perf,
     /// Perf buffer, a wakeup every 512th event (wakeup_events = 512).
     PerfBatched,
+    /// Ring buffer, never a wakeup: the consumer spins on its own CPU.
+    RingSpin,
+    /// Ring buffer, a wakeup every 512th event, read by RingReader: the
+    /// consumer position stored once per batch, not once per event.
+    RingReader,
 }
 
 /// libbpf-rs 0.27 builds perf buffers with libbpf's default attributes (a
@@ -70,6 +82,7 @@ fn batched_perf_buffer(
     map: &libbpf_rs::MapMut,
     received: &Cell<u64>,
     pages: usize,
+    batch: u32,
 ) -> RawPerfBuffer {
     use std::os::fd::{AsFd, AsRawFd};
     // SAFETY: a zeroed perf_event_attr is valid; we set what we need.
@@ -79,7 +92,7 @@ fn batched_perf_buffer(
     attr.config = libbpf_sys::PERF_COUNT_SW_BPF_OUTPUT as u64;
     attr.sample_type = libbpf_sys::PERF_SAMPLE_RAW as u64;
     attr.__bindgen_anon_1.sample_period = 1;
-    attr.__bindgen_anon_2.wakeup_events = 512;
+    attr.__bindgen_anon_2.wakeup_events = batch;
     // SAFETY: valid map fd, attr and callback; `received` outlives the buffer.
     let pb = unsafe {
         libbpf_sys::perf_buffer__new_raw(
@@ -99,8 +112,14 @@ fn batched_perf_buffer(
     RawPerfBuffer(pb)
 }
 
-/// One run: (events delivered, events dropped, seconds).
+/// One run of the table: (events delivered, events dropped, seconds).
 fn run(mode: Mode) -> (u64, u64, f64) {
+    run_with(mode, 512, 16, EVENTS)
+}
+
+/// One run with `batch` as the wakeup batch of the batched modes and
+/// `size`-byte events: (events delivered, events dropped, seconds).
+fn run_with(mode: Mode, batch: u32, size: u32, events: u64) -> (u64, u64, f64) {
     let perf = matches!(mode, Mode::Perf | Mode::PerfBatched);
     let mut object = MaybeUninit::uninit();
     let mut open = BufbenchSkelBuilder::default().open(&mut object).unwrap();
@@ -108,7 +127,12 @@ fn run(mode: Mode) -> (u64, u64, f64) {
     rodata.targ_tgid = std::process::id();
     rodata.use_perf_buffer = perf;
     rodata.count_only = mode == Mode::CountOnly;
-    rodata.wakeup_every = if mode == Mode::RingBatched { 512 } else { 0 };
+    rodata.event_size = size;
+    rodata.wakeup_every = match mode {
+        Mode::RingBatched | Mode::RingReader => batch,
+        Mode::RingSpin => u32::MAX,
+        _ => 0,
+    };
     let mut skel = open.load().unwrap();
     skel.attach().unwrap();
 
@@ -126,8 +150,17 @@ fn run(mode: Mode) -> (u64, u64, f64) {
     let ring;
     let perf_buf;
     let raw_perf;
-    let poll: Box<dyn Fn()> = if mode == Mode::PerfBatched {
-        raw_perf = batched_perf_buffer(&skel.maps.pb, &received, 4096);
+    let reader;
+    let poll: Box<dyn Fn()> = if mode == Mode::RingReader {
+        use std::os::fd::AsFd;
+        reader = RingReader::new(skel.maps.rb.as_fd(), RING_BYTES).unwrap();
+        Box::new(|| {
+            reader.wait(Duration::from_millis(10));
+            let n = reader.drain(|_| {});
+            received.set(received.get() + n as u64);
+        })
+    } else if mode == Mode::PerfBatched {
+        raw_perf = batched_perf_buffer(&skel.maps.pb, &received, 4096, batch);
         // With batched wakeups the last few events per CPU wake nobody:
         // after each wait, also drain what is there.
         Box::new(|| {
@@ -159,6 +192,12 @@ fn run(mode: Mode) -> (u64, u64, f64) {
                 ring.poll(Duration::from_millis(10)).unwrap();
                 ring.consume().unwrap();
             })
+        } else if mode == Mode::RingSpin {
+            // No wakeups at all: the consumer keeps its CPU and reads
+            // whatever is there, without a system call per batch.
+            Box::new(|| {
+                ring.consume().unwrap();
+            })
         } else {
             Box::new(|| ring.poll(Duration::from_millis(10)).unwrap())
         }
@@ -166,9 +205,9 @@ fn run(mode: Mode) -> (u64, u64, f64) {
 
     pin_thread(1);
     let start = Instant::now();
-    let producer = std::thread::spawn(|| {
+    let producer = std::thread::spawn(move || {
         pin_thread(0);
-        for _ in 0..EVENTS {
+        for _ in 0..events {
             // SAFETY: getpgid(0) only reads this process's group id.
             unsafe { libc::getpgid(0) };
         }
@@ -178,7 +217,7 @@ fn run(mode: Mode) -> (u64, u64, f64) {
         let secs = start.elapsed().as_secs_f64();
         return (produced(), 0, secs);
     }
-    while received.get() + dropped() < EVENTS && start.elapsed() < LIMIT {
+    while received.get() + dropped() < events && start.elapsed() < LIMIT {
         poll();
     }
     let secs = start.elapsed().as_secs_f64();
@@ -196,6 +235,11 @@ fn main() {
         (Mode::Ring, "ring buffer"),
         (Mode::RingBatched, "ring buffer, wakeup every 512"),
         (Mode::PerfBatched, "perf buffer, wakeup every 512"),
+        (Mode::RingSpin, "ring buffer, no wakeups, consumer spins"),
+        (
+            Mode::RingReader,
+            "ring buffer, wakeup every 512, RingReader",
+        ),
     ];
     let mut rates = vec![Vec::new(); modes.len()];
     let mut lost = vec![0u64; modes.len()];
@@ -206,18 +250,29 @@ fn main() {
             lost[i] += dropped;
         }
     }
+    let ranges: Vec<(f64, f64)> = rates
+        .iter()
+        .map(|r| {
+            let p = Point::from_runs(0.0, r);
+            (p.low, p.high)
+        })
+        .collect();
     let medians: Vec<f64> = rates.into_iter().map(median).collect();
     println!("{EVENTS} 16-byte events per run from getpgid() on one CPU, consumed on another; {ROUNDS} rounds, medians");
     println!(
-        "{:<34} {:>12} {:>8} {:>14}",
-        "transport", "events/s", "lost", "ratio to perf"
+        "{:<40} {:>12} {:>8} {:>14} {:>12}",
+        "transport", "events/s", "lost", "ratio to perf", "of ceiling"
     );
     for (i, (_, name)) in modes.iter().enumerate() {
+        let (lo, hi) = ranges[i];
         println!(
-            "{name:<34} {:>12.0} {:>8} {:>14.2}",
+            "{name:<40} {:>12.0} {:>8} {:>14.2} {:>11.0}% [{:.0}-{:.0}%]",
             medians[i],
             lost[i],
-            medians[i] / medians[1]
+            medians[i] / medians[1],
+            100.0 * medians[i] / medians[0],
+            100.0 * lo / medians[0],
+            100.0 * hi / medians[0],
         );
     }
     println!(
@@ -226,4 +281,97 @@ fn main() {
         medians[3] / medians[4]
     );
     println!("targets: ring buffer at least 3x the perf buffer, and at least 1,000,000 events/s, with no loss");
+    println!();
+    curves();
+}
+
+const BATCHES: [u32; 4] = [1, 8, 64, 512];
+const SIZES: [u32; 5] = [16, 64, 256, 1024, 4096];
+/// The wakeup batch of the event-size curve.
+const SIZE_BATCH: u32 = 64;
+
+/// Events/s against the wakeup batch (16-byte events) and against the
+/// event size (a wakeup every SIZE_BATCH), ring and perf buffer, with the
+/// producer's ceiling; printed and plotted under docs/images/.
+fn curves() {
+    // Events a full buffer refused are not delivered: they count against
+    // the rate, and the total is printed at the end.
+    let lost = Cell::new(0u64);
+    let rate = |mode, batch, size| {
+        let (received, dropped, secs) = run_with(mode, batch, size, CURVE_EVENTS);
+        lost.set(lost.get() + dropped);
+        received as f64 / secs
+    };
+    let mut ceiling = vec![];
+    // Per x: runs of the ring buffer through libbpf, through RingReader,
+    // and of the perf buffer.
+    let mut by_batch = vec![[vec![], vec![], vec![]]; BATCHES.len()];
+    let mut by_size = vec![[vec![], vec![], vec![]]; SIZES.len()];
+    let transports = [Mode::RingBatched, Mode::RingReader, Mode::PerfBatched];
+    for _ in 0..ROUNDS {
+        ceiling.push(rate(Mode::CountOnly, 0, 16));
+        for (i, &b) in BATCHES.iter().enumerate() {
+            for (t, mode) in transports.iter().enumerate() {
+                by_batch[i][t].push(rate(*mode, b, 16));
+            }
+        }
+        for (i, &size) in SIZES.iter().enumerate() {
+            for (t, mode) in transports.iter().enumerate() {
+                by_size[i][t].push(rate(*mode, SIZE_BATCH, size));
+            }
+        }
+    }
+    let ceiling = Point::from_runs(0.0, &ceiling);
+    println!(
+        "curves: {CURVE_EVENTS} events per run, {ROUNDS} rounds, median events/s [lowest, highest]; the producer alone: {:.0} [{:.0}, {:.0}]",
+        ceiling.median, ceiling.low, ceiling.high
+    );
+    let names = ["ring (libbpf)", "ring (RingReader)", "perf"];
+    let points = |xs: &[u32], runs: &[[Vec<f64>; 3]], what: &str| {
+        let mut out = [vec![], vec![], vec![]];
+        for (x, per) in xs.iter().zip(runs) {
+            print!("{what} {x:>5}:");
+            for t in 0..3 {
+                let p = Point::from_runs(*x as f64, &per[t]);
+                print!(
+                    "  {} {:.0} [{:.0}, {:.0}] {:.0}%",
+                    names[t],
+                    p.median,
+                    p.low,
+                    p.high,
+                    100.0 * p.median / ceiling.median
+                );
+                out[t].push(p);
+            }
+            println!();
+        }
+        out
+    };
+    println!(
+        "events lost in the curves' runs, all points: {}",
+        lost.get()
+    );
+    let command = "cargo bench --bench ringbuf_vs_perfbuf";
+    let [ring, reader, perf] = points(&BATCHES, &by_batch, "wakeup batch");
+    plots::buffers_by_batch(
+        [ring, reader, perf],
+        ceiling.median,
+        plots::caption(command, &plot::today()),
+    )
+    .write(&images().join("bench-buffers-batch.svg"))
+    .unwrap();
+    let [ring, reader, perf] = points(&SIZES, &by_size, "event bytes");
+    plots::buffers_by_size(
+        [ring, reader, perf],
+        ceiling.median,
+        SIZE_BATCH,
+        plots::caption(command, &plot::today()),
+    )
+    .write(&images().join("bench-buffers-size.svg"))
+    .unwrap();
+}
+
+/// Where the plots go: the book's images.
+fn images() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images")
 }

@@ -4,7 +4,10 @@
 //! 1. BPF_PROG_TEST_RUN ns/packet with 10,000 blocklist prefixes loaded
 //!    (pass path, pass path with the rate limiter, drop path), against a
 //!    no-op XDP program.
-//! 2. A bounded flood over a veth pair dropped by XDP (skb and native mode)
+//! 2. The pass path against the blocklist's size (10 to 262,144 prefixes),
+//!    without and with the rate limiter, plotted as
+//!    docs/images/bench-xdp-prefixes.svg.
+//! 3. A bounded flood over a veth pair dropped by XDP (skb and native mode)
 //!    against an nftables drop rule (netdev ingress, nftables' earliest
 //!    hook): packets dropped per CPU-second.
 //!
@@ -22,9 +25,12 @@ use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::privileges::Cap;
 use learning_ebpf_rs::skel::noop::NoopSkelBuilder;
 use learning_ebpf_rs::skel::trafficgen::TrafficgenSkelBuilder;
-use learning_ebpf_rs::skel::xdp_firewall::XdpFirewallSkelBuilder;
+use learning_ebpf_rs::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
+use libbpf_rs::OpenObject;
 use testkit::bench::{can_run, clock_ticks, cpu_jiffies, flood, load, median, test_run_ns};
 use testkit::packets::{self, Segment, MAC_A, MAC_B};
+use testkit::plot::{self, Point};
+use testkit::plots;
 use testkit::{run_cmd, BpfFs, NetNs, Running, TwoHosts, DEV_A, DEV_B, IP4_A, IP4_B};
 
 const REPEAT: u32 = 1_000_000;
@@ -51,22 +57,25 @@ fn blocklist() -> Vec<Cidr> {
         .collect()
 }
 
+/// The firewall with the rate limiter on, set so high that it never limits:
+/// the cost of the bucket update is what the benchmarks see.
+fn load_limited(object: &mut MaybeUninit<OpenObject>) -> XdpFirewallSkel<'_> {
+    let mut open = XdpFirewallSkelBuilder::default().open(object).unwrap();
+    let rodata = open.maps.rodata_data.as_deref_mut().unwrap();
+    rodata.cfg_interval_ns = 1;
+    rodata.cfg_tolerance_ns = u64::MAX / 2;
+    open.load().unwrap()
+}
+
 fn test_run_bench() {
     let mut noop_obj = MaybeUninit::uninit();
     let noop = load(NoopSkelBuilder::default(), &mut noop_obj);
 
-    // Two firewalls: one without, one with the rate limiter (set so high
-    // that it never limits: the cost of the bucket update is what we see).
+    // Two firewalls: one without, one with the rate limiter.
     let mut plain_obj = MaybeUninit::uninit();
     let plain = load(XdpFirewallSkelBuilder::default(), &mut plain_obj);
     let mut limited_obj = MaybeUninit::uninit();
-    let mut open = XdpFirewallSkelBuilder::default()
-        .open(&mut limited_obj)
-        .unwrap();
-    let rodata = open.maps.rodata_data.as_deref_mut().unwrap();
-    rodata.cfg_interval_ns = 1;
-    rodata.cfg_tolerance_ns = u64::MAX / 2;
-    let limited = open.load().unwrap();
+    let limited = load_limited(&mut limited_obj);
 
     let rule = 0u64.to_ne_bytes();
     let prefixes = blocklist();
@@ -118,6 +127,96 @@ fn test_run_bench() {
         println!("{name:<28} {ns:>10.1} {:>8.2}", ns / base);
     }
     println!("target: pass path at most 4x the no-op\n");
+}
+
+// ---------------------------------------------------------------------------
+// Scaling: the pass path against the blocklist's size
+// ---------------------------------------------------------------------------
+
+/// The sizes plotted: from a handful of rules to the trie's max_entries.
+const SIZES: [u32; 5] = [10, 1_000, 10_000, 100_000, 262_144];
+
+/// `n` distinct IPv4 prefixes, /16 to /32, spread over 1.0.0.0 to
+/// 99.255.255.255 without 10.0.0.0/8 (the passing source is 10.0.0.1).
+fn distinct_blocklist(n: u32) -> Vec<Cidr> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n as usize);
+    let mut i = 0u32;
+    while out.len() < n as usize {
+        i += 1;
+        let len = 16 + (i % 17) as u8;
+        let mixed = i.wrapping_mul(2_654_435_761);
+        let first = 1 + (mixed >> 24) % 99;
+        if first == 10 {
+            continue;
+        }
+        let addr = (first << 24) | (mixed & 0x00ff_ffff);
+        let bytes = learning_ebpf_rs::cidr::mask_bits(&addr.to_be_bytes(), len);
+        if seen.insert((bytes.clone(), len)) {
+            out.push(Cidr::from_parts(&bytes, len).unwrap());
+        }
+    }
+    out
+}
+
+/// The pass path without and with the rate limiter, as ratios to the no-op
+/// in the same round, for each blocklist size in SIZES; printed, and
+/// plotted into docs/images/bench-xdp-prefixes.svg.
+fn scaling_bench() {
+    let mut noop_obj = MaybeUninit::uninit();
+    let noop = load(NoopSkelBuilder::default(), &mut noop_obj);
+    let pass = udp_frame([10, 0, 0, 1], [10, 0, 0, 2]);
+    let (mut plain_points, mut limited_points) = (vec![], vec![]);
+    println!("pass path against the blocklist's size: ratio to the no-op, median of {ROUNDS} rounds [lowest, highest]");
+    println!(
+        "{:>9} {:>22} {:>22}",
+        "prefixes", "no rate limit", "with rate limit"
+    );
+    for n in SIZES {
+        let mut plain_obj = MaybeUninit::uninit();
+        let plain = load(XdpFirewallSkelBuilder::default(), &mut plain_obj);
+        let mut limited_obj = MaybeUninit::uninit();
+        let limited = load_limited(&mut limited_obj);
+        let rule = 0u64.to_ne_bytes();
+        let prefixes = distinct_blocklist(n);
+        for map in [&plain.maps.block_v4, &limited.maps.block_v4] {
+            for p in &prefixes {
+                map.update(&p.lpm_key(), &rule, MapFlags::ANY).unwrap();
+            }
+        }
+        let (mut plain_runs, mut limited_runs) = (vec![], vec![]);
+        for _ in 0..ROUNDS {
+            let base = test_run_ns(&noop.progs.xdp_noop, &pass, REPEAT);
+            plain_runs.push(test_run_ns(&plain.progs.xdp_firewall, &pass, REPEAT) / base);
+            limited_runs.push(test_run_ns(&limited.progs.xdp_firewall, &pass, REPEAT) / base);
+        }
+        let (p, l) = (
+            Point::from_runs(n as f64, &plain_runs),
+            Point::from_runs(n as f64, &limited_runs),
+        );
+        println!(
+            "{n:>9} {:>8.2} [{:.2}, {:.2}] {:>8.2} [{:.2}, {:.2}]",
+            p.median, p.low, p.high, l.median, l.low, l.high
+        );
+        plain_points.push(p);
+        limited_points.push(l);
+    }
+    let plot = plots::xdp_pass_by_prefixes(
+        plain_points,
+        limited_points,
+        plots::caption(
+            "cargo bench --bench xdp_firewall -- --no-flood",
+            &plot::today(),
+        ),
+    );
+    plot.write(&images().join("bench-xdp-prefixes.svg"))
+        .unwrap();
+    println!();
+}
+
+/// Where the plots go: the book's images.
+fn images() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images")
 }
 
 // ---------------------------------------------------------------------------
@@ -337,6 +436,7 @@ fn main() {
         return;
     }
     test_run_bench();
+    scaling_bench();
     if std::env::args().any(|a| a == "--no-flood") {
         return;
     }

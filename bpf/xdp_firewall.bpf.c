@@ -36,10 +36,11 @@ struct {
 
 /* (2) Longest-prefix-match tries: a lookup with a /32 (or /128) key finds
  * the most specific prefix that contains the address. LPM tries must be
- * created without preallocation. */
+ * created without preallocation: memory is taken per prefix inserted, so a
+ * large max_entries (262,144 blocked prefixes) costs nothing until used. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct fw_lpm_v4);
 	__type(value, struct fw_rule);
@@ -47,7 +48,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct fw_lpm_v6);
 	__type(value, struct fw_rule);

@@ -8,12 +8,13 @@
 #
 # The emulated CPUs are slow: xdp_firewall's property test runs 10 of its
 # 40 scenarios (PROPTEST_CASES); the host runs them all.
-# The book's tests are left out: they check the documentation with mdbook
-# and a browser, not the kernel, and the host runs them.
+# Two test binaries are left out: the book's (it checks the documentation
+# with mdbook and a browser, not the kernel) and the demos' (each demo runs
+# a lesson whose own tests run here); the host and the container run both.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 kernel=${1:?usage: scripts/vm/test.sh KERNEL   (6.1 or 6.12)}
-skip=" book "
+skip=" book demos "
 
 bins=$(cargo test --no-run --tests --message-format=json 2>/dev/null |
 	sed -n 's/.*"kind":\["test"\].*"executable":"\([^"]*\)".*/\1/p')

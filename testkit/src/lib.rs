@@ -28,7 +28,10 @@ pub mod guard;
 pub mod kernel;
 mod netns;
 pub mod packets;
+pub mod plot;
+pub mod plots;
 mod process;
+pub mod ring_reader;
 mod topology;
 
 pub use bad_input::{

@@ -3,9 +3,11 @@
 //!
 //! The producer is bpf/bench/bufbench.bpf.c on the getpgid() syscall tracepoint;
 //! a thread pinned to CPU 0 calls getpgid() EVENTS times as fast as it can,
-//! while the main thread, pinned to CPU 1, consumes. Buffers are large
-//! enough that nothing is lost (checked). Time runs from the first call to
-//! the last event consumed. `cargo bench --bench ringbuf_vs_perfbuf` (root).
+//! while the main thread, pinned to CPU 1, consumes. The table prints what
+//! a full buffer refused; the curves (against the wakeup batch and the event
+//! size, plotted under docs/images/) count it against the rate. Time runs
+//! from the first call to the last event consumed.
+//! `cargo bench --bench ringbuf_vs_perfbuf` (root).
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
@@ -32,7 +34,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
-    /// The producer alone: the program counts, outputs nothing.
+    /// The producer alone: the program makes the event and leaves it in a
+    /// per-CPU array (the producer's ceiling).
     CountOnly,
     /// Ring buffer, the kernel decides when to wake the consumer.
     Ring,

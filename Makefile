@@ -118,7 +118,6 @@ lint: check
 
 bench: check
 	$(CARGO) bench
-	scripts/bench-build.sh
 
 clean:
 	$(CARGO) clean

@@ -125,3 +125,50 @@ fn buffers_by_batch_and_size() {
         assert_eq!(circles(&svg), 3 * xs, "{}", plot.title);
     }
 }
+
+#[test]
+fn rebuild_by_objects() {
+    let counts = [23.0, 46.0, 92.0];
+    let plot = plots::rebuild_by_objects(
+        sample(&counts, 4.0),
+        sample(&counts, 12.0),
+        "m; `cargo bench --bench rebuild`, d".into(),
+    );
+    let svg = plot.svg().unwrap();
+    assert_well_formed(&svg);
+    for text in [
+        "Rebuild time against the number of BPF objects",
+        "one .bpf.c touched",
+        "every object rebuilt (changed flags)",
+        "BPF objects in the build",
+        "`cargo bench --bench rebuild`",
+    ] {
+        assert!(svg.contains(text), "{text:?} is not in the plot");
+    }
+    assert_eq!(circles(&svg), 2 * counts.len());
+}
+
+#[test]
+fn lb_by_flows() {
+    let flows = [100.0, 1e3, 1e4, 1e5, 1e6];
+    let plot = plots::lb_by_flows(
+        [
+            sample(&flows, 6e5),
+            sample(&flows, 4e5),
+            sample(&flows, 7e5),
+        ],
+        "m; `cargo bench --bench load_balancer`, d".into(),
+    );
+    let svg = plot.svg().unwrap();
+    assert_well_formed(&svg);
+    for text in [
+        "packets of established flows per CPU-second",
+        "conntrack kfuncs",
+        "nftables DNAT",
+        "routing only",
+        "established flows",
+    ] {
+        assert!(svg.contains(text), "{text:?} is not in the plot");
+    }
+    assert_eq!(circles(&svg), 3 * flows.len());
+}

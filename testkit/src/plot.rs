@@ -64,6 +64,16 @@ pub struct Plot {
     pub levels: Vec<Level>,
     /// Machine, command and date: one line under the plot.
     pub caption: String,
+    /// Where the legend goes: the corner the curves leave empty.
+    pub legend: Corner,
+}
+
+/// A corner of the plotting area.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Corner {
+    #[default]
+    LowerRight,
+    UpperLeft,
 }
 
 const WIDTH: u32 = 760;
@@ -180,7 +190,10 @@ impl Plot {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(match self.legend {
+                Corner::LowerRight => SeriesLabelPosition::LowerRight,
+                Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+            })
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .draw()?;

@@ -3,7 +3,7 @@
 //! their results and write the SVG under docs/images/; tests/bench_plots.rs
 //! calls them with a small sample.
 
-use crate::plot::{Level, Plot, Point, Series};
+use crate::plot::{Corner, Level, Plot, Point, Series};
 
 /// A caption line: the machine, the command, the date.
 pub fn caption(command: &str, date: &str) -> String {
@@ -33,6 +33,7 @@ pub fn xdp_pass_by_prefixes(plain: Vec<Point>, limited: Vec<Point>, caption: Str
             y: 3.0,
         }],
         caption,
+        legend: Corner::LowerRight,
     }
 }
 
@@ -96,5 +97,54 @@ fn buffers(
             },
         ],
         caption,
+        legend: Corner::LowerRight,
+    }
+}
+
+/// The rebuild after touching one `.bpf.c`, and the rebuild of every
+/// object, in seconds, against the number of BPF objects.
+pub fn rebuild_by_objects(touch_one: Vec<Point>, all: Vec<Point>, caption: String) -> Plot {
+    Plot {
+        title: "Rebuild time against the number of BPF objects".into(),
+        x_label: "BPF objects in the build".into(),
+        y_label: "seconds (cargo build --bins, debug)".into(),
+        x_log: false,
+        series: vec![
+            Series {
+                name: "one .bpf.c touched".into(),
+                points: touch_one,
+            },
+            Series {
+                name: "every object rebuilt (changed flags)".into(),
+                points: all,
+            },
+        ],
+        levels: vec![],
+        caption,
+        legend: Corner::UpperLeft,
+    }
+}
+
+/// The load balancer's packets of established flows per second of its CPU,
+/// against the number of flows: the program with conntrack kfuncs,
+/// nftables DNAT, and routing without balancing.
+pub fn lb_by_flows(curves: [Vec<Point>; 3], caption: String) -> Plot {
+    let names = ["conntrack kfuncs", "nftables DNAT", "routing only"];
+    Plot {
+        title: "load_balancer: packets of established flows per CPU-second".into(),
+        x_label: "established flows".into(),
+        y_label: "packets per second of the balancer's CPU".into(),
+        x_log: true,
+        series: names
+            .iter()
+            .zip(curves)
+            .map(|(name, points)| Series {
+                name: name.to_string(),
+                points,
+            })
+            .collect(),
+        levels: vec![],
+        caption,
+        legend: Corner::LowerRight,
     }
 }

@@ -2,18 +2,23 @@
 //! load balancer, against the same topology balanced by nftables DNAT with
 //! numgen, measured in one run. `cargo bench --bench load_balancer` (root).
 //!
-//! Three views: end to end (what the client sees, with the client and the
+//! Four views: end to end (what the client sees, with the client and the
 //! backends on the same 2 CPUs); per second of the balancer's CPU (its
 //! packet work steered to one CPU and measured there, with what that CPU's
-//! time went to); and UDP floods that keep that CPU busy. docs/benchmarks.md
-//! has the method and the results.
+//! time went to); UDP floods that keep that CPU busy; and, as a curve
+//! (docs/images/bench-lb-flows.svg), packets of 100 to 1,000,000
+//! established flows. `-- --curve-only` runs the curve alone.
+//! docs/benchmarks.md has the method and the results.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use learning_ebpf_rs::privileges::Cap;
-use testkit::bench::{can_run, cpu_idle_secs, flood, median, softirqs};
+use testkit::bench::{can_run, clock_ticks, cpu_idle_secs, flood, median, softirqs};
 use testkit::packets::{self, Segment};
+use testkit::plot::{self, Point};
+use testkit::plots;
 
 // The tests' topology (client, router, three backends), shared by path.
 #[path = "../tests/load_balancer/topology.rs"]
@@ -41,6 +46,15 @@ const FLOWS: usize = 256;
 const FLOOD_PACKETS: usize = 400_000;
 const NEW_FLOWS: usize = 60_000;
 const FLOOD_LIMIT: Duration = Duration::from_secs(10);
+/// View 4: packets of this many established flows, CURVE_ROUNDS rounds.
+const CURVE_FLOWS: [usize; 5] = [100, 1_000, 10_000, 100_000, 1_000_000];
+const CURVE_ROUNDS: usize = 5;
+const CURVE_LIMIT: Duration = Duration::from_secs(30);
+/// First packets sent again (all of them) until conntrack holds every flow:
+/// a pass can lose some to the balancer CPU's full backlog.
+const ESTABLISH_PASSES: usize = 5;
+/// Source ports per client address in the floods' frames.
+const PORTS: usize = 60_000;
 
 /// Where connection `n` goes: the VIP, or (for the routing-only
 /// reference) the backends directly, in turn.
@@ -57,15 +71,33 @@ fn direct(n: usize) -> SocketAddr {
 /// One measurement: operations done, wall seconds, the seconds LB_CPU was
 /// busy meanwhile, and how often its NET_RX softirq ran (with steering:
 /// how often it was woken for packets).
+///
+/// `lb_cpu` is wall time less the idle, iowait and steal time /proc/stat
+/// gives for LB_CPU (the kernel measures idle time exactly, where the busy
+/// fields are sampled by a tick that a CPU waking for moments of work
+/// rarely sees); `stolen` is the steal time alone.
 struct Sample {
     ops: f64,
     wall: f64,
     lb_cpu: f64,
+    stolen: f64,
     net_rx: f64,
+}
+
+/// Seconds of CPU `cpu`'s steal time since boot, from /proc/stat.
+fn steal_secs(cpu: usize) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with(&format!("cpu{cpu} ")))
+        .unwrap();
+    let steal: u64 = line.split_whitespace().nth(8).unwrap().parse().unwrap();
+    steal as f64 / clock_ticks()
 }
 
 fn timed(ops: usize, f: impl FnOnce()) -> Sample {
     let idle0 = cpu_idle_secs(LB_CPU);
+    let steal0 = steal_secs(LB_CPU);
     let rx0 = softirqs(LB_CPU, "NET_RX");
     let start = Instant::now();
     f();
@@ -77,6 +109,7 @@ fn timed(ops: usize, f: impl FnOnce()) -> Sample {
         ops: ops as f64,
         wall,
         lb_cpu,
+        stolen: steal_secs(LB_CPU) - steal0,
         net_rx: (softirqs(LB_CPU, "NET_RX") - rx0) as f64,
     }
 }
@@ -133,7 +166,7 @@ fn requests(topo: &Topology, target: Target, each: usize) -> Sample {
     })
 }
 
-type Measure = fn(&Topology, Target) -> Sample;
+type Measure<'a> = &'a dyn Fn(&Topology, Target) -> Sample;
 type Setup = fn(&Topology, Measure) -> Sample;
 
 const SETUPS: [(&str, Setup); 3] = [
@@ -196,9 +229,11 @@ fn with_nftables(topo: &Topology, f: Measure) -> Sample {
     result
 }
 
-/// One UDP frame per flow, from the client to `target(flow)`: source
-/// ports 1024 and up.
+/// One UDP frame per flow, from the client's subnet to `target(flow)`:
+/// source ports 1024 and up, PORTS of them from 10.20.0.2, the next PORTS
+/// from 10.20.0.3, and so on.
 fn udp_frames(topo: &Topology, target: Target, flows: usize) -> Vec<Vec<u8>> {
+    assert!(flows <= 250 * PORTS, "the client's /24 runs out of sources");
     let src_mac = topo.client.mac("eth0").unwrap();
     let dst_mac = topo.lb.mac("c0").unwrap();
     (0..flows)
@@ -207,7 +242,9 @@ fn udp_frames(topo: &Topology, target: Target, flows: usize) -> Vec<Vec<u8>> {
             let SocketAddr::V4(dst) = dst else {
                 unreachable!()
             };
-            let src = SocketAddrV4::new(Ipv4Addr::new(10, 20, 0, 2), 1024 + n as u16);
+            let host = 2 + (n / PORTS) as u8;
+            let port = 1024 + (n % PORTS) as u16;
+            let src = SocketAddrV4::new(Ipv4Addr::new(10, 20, 0, host), port);
             packets::ipv4((src_mac, dst_mac), src, dst, Segment::Udp, &[0u8; 18])
         })
         .collect()
@@ -252,6 +289,80 @@ fn new_flow_flood(topo: &Topology, target: Target) -> Sample {
     sample
 }
 
+/// The conntrack entries in the balancer's namespace.
+fn ct_count(topo: &Topology) -> usize {
+    topo.lb
+        .run(|| std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// View 4: packets of `flows` established flows. Every flow gets its first
+/// packet (again, until conntrack holds them all, when the setup tracks
+/// flows), then max(FLOOD_PACKETS, flows) more follow, taking the flows in
+/// turn, so that each is seen at least once.
+fn flows_flood(topo: &Topology, target: Target, flows: usize) -> Sample {
+    let tracked = target(0) == vip(0);
+    let frames = udp_frames(topo, target, flows);
+    for _ in 0..ESTABLISH_PASSES {
+        flood(&topo.client, "eth0", &frames, flows, CURVE_LIMIT);
+        std::thread::sleep(Duration::from_millis(100));
+        if !tracked || ct_count(topo) >= flows {
+            break;
+        }
+    }
+    let tracking = ct_count(topo);
+    assert!(
+        !tracked || tracking >= flows,
+        "conntrack holds {tracking} of {flows} flows after {ESTABLISH_PASSES} passes"
+    );
+    let packets = FLOOD_PACKETS.max(flows);
+    let before = delivered(topo);
+    let mut sample = timed(0, || {
+        let sent = flood(&topo.client, "eth0", &frames, packets, CURVE_LIMIT);
+        assert_eq!(sent, packets, "the flood stopped at its time limit");
+    });
+    sample.ops = delivered(topo) - before;
+    // No flow may have expired or been added meanwhile.
+    assert!(
+        !tracked || ct_count(topo) == tracking,
+        "conntrack went from {tracking} to {} entries during the measurement",
+        ct_count(topo)
+    );
+    sample
+}
+
+/// A sysctl of the initial network namespace raised for the run, and put
+/// back when dropped.
+struct Raised {
+    path: &'static str,
+    old: String,
+}
+
+impl Raised {
+    fn at_least(path: &'static str, value: u64) -> Option<Raised> {
+        let old = std::fs::read_to_string(path).unwrap().trim().to_string();
+        if old.parse::<u64>().unwrap() >= value {
+            return None;
+        }
+        std::fs::write(path, value.to_string()).unwrap();
+        println!(
+            "{path}: {old} -> {value} for this run, put back at its end \
+             (if the run is cut short: echo {old} > {path})"
+        );
+        Some(Raised { path, old })
+    }
+}
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(self.path, &self.old) {
+            eprintln!("could not put {} back to {}: {e}", self.path, self.old);
+        }
+    }
+}
+
 /// In each backend: drop the flood's datagrams as they arrive, before any
 /// socket sees them (and answers).
 fn sink(topo: &Topology, on: bool) {
@@ -290,14 +401,14 @@ fn steer(topo: &Topology, on: bool) {
     }
 }
 
-/// Runs every setup with each measure, ROUNDS times, alternating; returns
+/// Runs every setup with each measure, `count` times, alternating; returns
 /// the samples, [measure][setup][round].
-fn rounds(topo: &Topology, measures: &[Measure]) -> Vec<Vec<Vec<Sample>>> {
+fn rounds(topo: &Topology, measures: &[Measure], count: usize) -> Vec<Vec<Vec<Sample>>> {
     let mut results: Vec<Vec<Vec<Sample>>> = measures
         .iter()
         .map(|_| SETUPS.iter().map(|_| Vec::new()).collect())
         .collect();
-    for _ in 0..ROUNDS {
+    for _ in 0..count {
         for (m, measure) in measures.iter().enumerate() {
             for (s, (_, setup)) in SETUPS.iter().enumerate() {
                 // Entries an earlier setup left in conntrack would decide
@@ -351,14 +462,19 @@ fn main() {
     topo.client
         .sysctl("net/ipv4/ip_local_port_range", "1024 65535")
         .unwrap();
-    println!(
-        "client -> load balancer -> 3 backends, all in network namespaces on this machine; \
-         {ROUNDS} rounds, alternating, medians"
-    );
+    println!("client -> load balancer -> 3 backends, all in network namespaces on this machine");
+    if !std::env::args().any(|a| a == "--curve-only") {
+        views(&topo);
+    }
+    curve(&topo);
+}
 
+/// Views 1 to 3: tables.
+fn views(topo: &Topology) {
+    println!("{ROUNDS} rounds, alternating, medians");
     // 1. End to end: how fast the client gets its answers. The client's and
     // backends' TCP stacks and threads share the 2 CPUs with the balancer.
-    let tcp = rounds(&topo, &[cps, rps]);
+    let tcp = rounds(topo, &[&cps, &rps], ROUNDS);
     let rate = |s: &Sample| s.ops / s.wall;
     print_table(
         "1. End to end (everything on both CPUs)",
@@ -379,14 +495,14 @@ fn main() {
     // packet steering sends every packet that arrives on one of its
     // interfaces there), everything else on CPU 0. What one CPU of
     // balancer carries per second of its time.
-    steer(&topo, true);
+    steer(topo, true);
     pin_process(&[0]);
-    let tcp = rounds(&topo, &[cps_cpu, rps_cpu]);
+    let tcp = rounds(topo, &[&cps_cpu, &rps_cpu], ROUNDS);
     // 3. The same, under UDP floods that keep LB_CPU busy: capacity.
-    sink(&topo, true);
-    let floods = rounds(&topo, &[new_flow_flood, established_flood]);
-    sink(&topo, false);
-    steer(&topo, false);
+    sink(topo, true);
+    let floods = rounds(topo, &[&new_flow_flood, &established_flood], ROUNDS);
+    sink(topo, false);
+    steer(topo, false);
     pin_process(&[0, 1]);
 
     let per_cpu_s = |s: &Sample| s.ops / s.lb_cpu;
@@ -459,4 +575,83 @@ fn main() {
         "\nmeasures: new flows per CPU-second at least 1.5x nftables; packets of known flows per \
          CPU-second at least routing only (the same hops, no balancing at all)"
     );
+}
+
+/// Operations per second of LB_CPU's time, counting its steal time as
+/// busy. Under floods that leave LB_CPU idle between bursts, most steal is
+/// the hypervisor's delay in waking it, time the kernel has already counted
+/// as idle: taking it out again made samples' busy time small or negative,
+/// and their rates swing tenfold. Counted as busy, the rate is a lower
+/// bound (steal while it works is counted as its work), and steady.
+fn busy_with_steal(s: &Sample) -> f64 {
+    s.ops / (s.lb_cpu + s.stolen)
+}
+
+/// View 4: packets of established flows per CPU-second of LB_CPU, against
+/// the number of flows, as a curve.
+fn curve(topo: &Topology) {
+    let max = *CURVE_FLOWS.iter().max().unwrap();
+    // Every entry counts against the kernel's global limit.
+    let _limit = Raised::at_least(
+        "/proc/sys/net/netfilter/nf_conntrack_max",
+        max as u64 * 11 / 10,
+    );
+    steer(topo, true);
+    sink(topo, true);
+    pin_process(&[0]);
+    // One closure type, one value per flow count.
+    let measures: Vec<_> = CURVE_FLOWS
+        .iter()
+        .map(|&n| move |t: &Topology, target: Target| flows_flood(t, target, n))
+        .collect();
+    let measures: Vec<Measure> = measures.iter().map(|m| m as Measure).collect();
+    let samples = rounds(topo, &measures, CURVE_ROUNDS);
+    flush_conntrack(topo);
+    sink(topo, false);
+    steer(topo, false);
+    pin_process(&[0, 1]);
+
+    println!(
+        "\n4. Packets of established flows per second of CPU {LB_CPU}, its steal time counted as \
+         busy ({CURVE_ROUNDS} rounds: median [lowest, highest]; CPU {LB_CPU} busy; median steal \
+         in the sample; the median rate with steal left out of busy)"
+    );
+    println!(
+        "{:>9} {:>48} {:>48} {:>48}",
+        "flows", SETUPS[0].0, SETUPS[1].0, SETUPS[2].0
+    );
+    // The plot's order: kfuncs, nftables, routing only.
+    let mut curves: [Vec<Point>; 3] = Default::default();
+    for (i, &flows) in CURVE_FLOWS.iter().enumerate() {
+        let points: Vec<Point> = samples[i]
+            .iter()
+            .map(|runs| {
+                let rates: Vec<f64> = runs.iter().map(busy_with_steal).collect();
+                Point::from_runs(flows as f64, &rates)
+            })
+            .collect();
+        let load = medians(&samples[i], |s| (s.lb_cpu + s.stolen) / s.wall * 100.0);
+        let stolen = medians(&samples[i], |s| s.stolen * 1e3);
+        let without_steal = medians(&samples[i], |s| s.ops / s.lb_cpu);
+        let cell = |s: usize| {
+            let p = &points[s];
+            format!(
+                "{:.0} [{:.0}, {:.0}] {:.0}% {:.0}ms {:.0}",
+                p.median, p.low, p.high, load[s], stolen[s], without_steal[s]
+            )
+        };
+        println!("{flows:>9} {:>48} {:>48} {:>48}", cell(0), cell(1), cell(2));
+        for (curve, setup) in curves.iter_mut().zip([1, 0, 2]) {
+            curve.push(points[setup]);
+        }
+    }
+    plots::lb_by_flows(
+        curves,
+        plots::caption(
+            "cargo bench --bench load_balancer -- --curve-only",
+            &plot::today(),
+        ),
+    )
+    .write(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/bench-lb-flows.svg"))
+    .unwrap();
 }

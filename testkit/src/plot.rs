@@ -74,6 +74,7 @@ pub enum Corner {
     #[default]
     LowerRight,
     UpperLeft,
+    UpperRight,
 }
 
 const WIDTH: u32 = 760;
@@ -193,6 +194,7 @@ impl Plot {
             .position(match self.legend {
                 Corner::LowerRight => SeriesLabelPosition::LowerRight,
                 Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Corner::UpperRight => SeriesLabelPosition::UpperRight,
             })
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))

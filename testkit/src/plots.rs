@@ -145,6 +145,6 @@ pub fn lb_by_flows(curves: [Vec<Point>; 3], caption: String) -> Plot {
             .collect(),
         levels: vec![],
         caption,
-        legend: Corner::LowerRight,
+        legend: Corner::UpperRight,
     }
 }

@@ -463,10 +463,17 @@ fn main() {
         .sysctl("net/ipv4/ip_local_port_range", "1024 65535")
         .unwrap();
     println!("client -> load balancer -> 3 backends, all in network namespaces on this machine");
-    if !std::env::args().any(|a| a == "--curve-only") {
+    let curve_only = std::env::args().any(|a| a == "--curve-only");
+    if !curve_only {
         views(&topo);
     }
-    curve(&topo);
+    curve(
+        &topo,
+        match curve_only {
+            true => "cargo bench --bench load_balancer -- --curve-only",
+            false => "cargo bench --bench load_balancer",
+        },
+    );
 }
 
 /// Views 1 to 3: tables.
@@ -589,7 +596,8 @@ fn busy_with_steal(s: &Sample) -> f64 {
 
 /// View 4: packets of established flows per CPU-second of LB_CPU, against
 /// the number of flows, as a curve.
-fn curve(topo: &Topology) {
+/// `command`: how it was run, for the plot's caption.
+fn curve(topo: &Topology, command: &str) {
     let max = *CURVE_FLOWS.iter().max().unwrap();
     // Every entry counts against the kernel's global limit.
     let _limit = Raised::at_least(
@@ -645,13 +653,7 @@ fn curve(topo: &Topology) {
             curve.push(points[setup]);
         }
     }
-    plots::lb_by_flows(
-        curves,
-        plots::caption(
-            "cargo bench --bench load_balancer -- --curve-only",
-            &plot::today(),
-        ),
-    )
-    .write(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/bench-lb-flows.svg"))
-    .unwrap();
+    plots::lb_by_flows(curves, plots::caption(command, &plot::today()))
+        .write(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/bench-lb-flows.svg"))
+        .unwrap();
 }

@@ -205,7 +205,10 @@ fn scaling_bench() {
         plain_points,
         limited_points,
         plots::caption(
-            "cargo bench --bench xdp_firewall -- --no-flood",
+            match std::env::args().any(|a| a == "--no-flood") {
+                true => "cargo bench --bench xdp_firewall -- --no-flood",
+                false => "cargo bench --bench xdp_firewall",
+            },
             &plot::today(),
         ),
     );

@@ -78,14 +78,7 @@ fn buffers(
         x_label: x_label.into(),
         y_label: "events per second".into(),
         x_log: true,
-        series: names
-            .iter()
-            .zip(curves)
-            .map(|(name, points)| Series {
-                name: name.to_string(),
-                points,
-            })
-            .collect(),
+        series: named(names, curves),
         levels: vec![
             Level {
                 name: "the producer alone (ceiling)".into(),
@@ -135,16 +128,21 @@ pub fn lb_by_flows(curves: [Vec<Point>; 3], caption: String) -> Plot {
         x_label: "established flows".into(),
         y_label: "packets per second of the balancer's CPU".into(),
         x_log: true,
-        series: names
-            .iter()
-            .zip(curves)
-            .map(|(name, points)| Series {
-                name: name.to_string(),
-                points,
-            })
-            .collect(),
+        series: named(names, curves),
         levels: vec![],
         caption,
         legend: Corner::UpperRight,
     }
+}
+
+/// One series per name, in order.
+fn named<const N: usize>(names: [&str; N], curves: [Vec<Point>; N]) -> Vec<Series> {
+    names
+        .iter()
+        .zip(curves)
+        .map(|(name, points)| Series {
+            name: name.to_string(),
+            points,
+        })
+        .collect()
 }

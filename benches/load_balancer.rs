@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use learning_ebpf_rs::privileges::Cap;
-use testkit::bench::{can_run, clock_ticks, cpu_idle_secs, flood, median, softirqs};
+use testkit::bench::{can_run, cpu_idle_secs, flood, median, softirqs, steal_secs};
 use testkit::packets::{self, Segment};
 use testkit::plot::{self, Point};
 use testkit::plots;
@@ -82,17 +82,6 @@ struct Sample {
     lb_cpu: f64,
     stolen: f64,
     net_rx: f64,
-}
-
-/// Seconds of CPU `cpu`'s steal time since boot, from /proc/stat.
-fn steal_secs(cpu: usize) -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let line = stat
-        .lines()
-        .find(|l| l.starts_with(&format!("cpu{cpu} ")))
-        .unwrap();
-    let steal: u64 = line.split_whitespace().nth(8).unwrap().parse().unwrap();
-    steal as f64 / clock_ticks()
 }
 
 fn timed(ops: usize, f: impl FnOnce()) -> Sample {

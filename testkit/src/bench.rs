@@ -30,18 +30,28 @@ pub fn test_run_ns(prog: &libbpf_rs::ProgramMut, frame: &[u8], repeat: u32) -> f
 /// (time a hypervisor gave to someone else while this CPU wanted to run:
 /// not work of ours).
 pub fn cpu_jiffies(cpu: Option<usize>) -> (u64, u64) {
+    let fields = cpu_stat(cpu);
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields[3] + fields[4] + fields[7];
+    (total - idle, total)
+}
+
+/// Seconds of steal time of CPU `cpu` since boot, from /proc/stat.
+pub fn steal_secs(cpu: usize) -> f64 {
+    cpu_stat(Some(cpu))[7] as f64 / clock_ticks()
+}
+
+/// The numbers on /proc/stat's line for all CPUs or for one: user, nice,
+/// system, idle, iowait, irq, softirq, steal, ...
+fn cpu_stat(cpu: Option<usize>) -> Vec<u64> {
     let name = cpu.map_or("cpu".to_string(), |c| format!("cpu{c}"));
     let stat = std::fs::read_to_string("/proc/stat").expect("reading /proc/stat");
-    let fields: Vec<u64> = stat
-        .lines()
+    stat.lines()
         .map(|l| l.split_whitespace())
         .find_map(|mut f| (f.next() == Some(name.as_str())).then_some(f))
         .unwrap_or_else(|| panic!("no {name} line in /proc/stat"))
         .map(|f| f.parse().expect("a number in /proc/stat"))
-        .collect();
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields[3] + fields[4] + fields[7];
-    (total - idle, total)
+        .collect()
 }
 
 /// Clock ticks per second, the unit of /proc/stat.

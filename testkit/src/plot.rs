@@ -28,13 +28,12 @@ impl Point {
     /// The median and range of `runs` (at least one) at `x`.
     pub fn from_runs(x: f64, runs: &[f64]) -> Point {
         assert!(!runs.is_empty(), "a point needs at least one run");
-        let mut sorted = runs.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        let (low, high) = bounds(runs.iter().copied());
         Point {
             x,
-            median: crate::bench::median(sorted.clone()),
-            low: sorted[0],
-            high: sorted[sorted.len() - 1],
+            median: crate::bench::median(runs.to_vec()),
+            low,
+            high,
         }
     }
 }

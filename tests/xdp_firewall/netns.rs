@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use testkit::{
@@ -137,13 +139,24 @@ fn netns_flood_is_cut_to_the_rate() {
     });
     // Count on a thread while the flood runs: read only afterwards, and the
     // socket's receive buffer (about 230 small datagrams) would overflow.
-    let counter = std::thread::spawn(move || {
-        let mut received = 0usize;
-        let mut buf = [0u8; 16];
-        while receiver.recv(&mut buf).is_ok() {
-            received += 1;
+    // It stops at the first quiet 300 ms after the flood, not during it: a
+    // sender held up by a busy machine must not end the count early.
+    let flooded = Arc::new(AtomicBool::new(false));
+    let counter = std::thread::spawn({
+        let flooded = flooded.clone();
+        move || {
+            let mut received = 0usize;
+            let mut buf = [0u8; 16];
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                match receiver.recv(&mut buf) {
+                    Ok(_) => received += 1,
+                    Err(_) if flooded.load(Ordering::Acquire) => break,
+                    Err(_) => {}
+                }
+            }
+            received
         }
-        received
     });
     // A bounded flood: 3,000 datagrams over about 1.5 s (2,000 pkt/s).
     let sent = 3000;
@@ -160,6 +173,7 @@ fn netns_flood_is_cut_to_the_rate() {
         }
         start.elapsed().as_secs_f64()
     });
+    flooded.store(true, Ordering::Release);
     let received = counter.join().unwrap();
     let expected = burst + rate * elapsed;
     eprintln!(

@@ -45,7 +45,26 @@ impl Counted {
     /// Runs it `n` times.
     fn exec(&self, n: usize) {
         for _ in 0..n {
-            assert!(Command::new(&self.path).status().unwrap().success());
+            assert!(self.run_once().success());
+        }
+    }
+
+    /// One run. The copy was written through a file descriptor, and a
+    /// child that another test forked at that moment holds a duplicate of
+    /// it until its own exec; while it does, running the copy fails with
+    /// ETXTBSY. That passes within milliseconds, so try again, for a while.
+    fn run_once(&self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match Command::new(&self.path).status() {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ETXTBSY)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                status => return status.unwrap(),
+            }
         }
     }
 }

@@ -26,8 +26,8 @@ fn gettid() -> u32 {
 /// a SCHED_FIFO "hog" that spins for 12 ms, and a normal "waiter". The
 /// waiter is runnable from the moment the barrier opens, but a real-time
 /// task owns the CPU, so it waits on the run queue for the whole spin. With
-/// runqlat filtered to the waiter's thread id, every round must land in the
-/// 8192 -> 16383 usecs bucket, and nothing above it.
+/// runqlat filtered to the waiter's thread id, the rounds must land in the
+/// 8192 -> 16383 usecs bucket, and nothing far above it.
 #[test]
 fn known_delay_lands_in_its_bucket() {
     require_privileges!("known_delay_lands_in_its_bucket");
@@ -103,16 +103,27 @@ fn known_delay_lands_in_its_bucket() {
         .map(|s| s["count"].as_u64().unwrap())
         .collect();
     let expected = slot(HOG.as_micros() as u64); // 12,000 us -> 13
+    println!("runqlat slots for the waiter: {counts:?}");
     assert_eq!(expected, 13);
     assert!(
         counts[expected] >= (ROUNDS as u64) * 8 / 10,
         "{} of {ROUNDS} waits in slot {expected}: {counts:?}",
         counts[expected]
     );
-    let longer: u64 = counts[expected + 1..].iter().sum();
+    // A round can run over into the next slot (16,384 us and up) when the
+    // machine is slow to switch from the hog back to the waiter: it happened
+    // once in an emulated VM. More than twice the spin (the slot from
+    // 32,768 us) is not the hog's doing: a start time left over from an
+    // earlier wake-up, for example.
+    let next = counts[expected + 1];
+    assert!(
+        next <= ROUNDS as u64 - counts[expected],
+        "only the rounds missing from slot {expected} may be in the next: {counts:?}"
+    );
+    let far: u64 = counts[expected + 2..].iter().sum();
     assert_eq!(
-        longer, 0,
-        "nothing waited longer than the hog ran: {counts:?}"
+        far, 0,
+        "nothing waited twice as long as the hog ran: {counts:?}"
     );
 }
 

@@ -58,6 +58,11 @@ fn dropped(skel: &BufbenchSkel<'_>) -> u64 {
     unsafe { std::ptr::read_volatile(&bss.dropped) }
 }
 
+/// An event's sequence number: its first 8 bytes.
+fn seq(event: &[u8]) -> u64 {
+    u64::from_ne_bytes(event[..8].try_into().unwrap())
+}
+
 fn produce(events: u64) {
     for _ in 0..events {
         // SAFETY: getpgid(0) only reads this process's group id.
@@ -96,7 +101,7 @@ fn read_paced(event_size: u32, wakeup_every: u32) -> (Vec<u64>, u64) {
             reader.wait(Duration::from_millis(10));
             reader.drain(|event| {
                 assert_eq!(event.len(), event_size as usize, "a record's length");
-                seqs.push(u64::from_ne_bytes(event[..8].try_into().unwrap()));
+                seqs.push(seq(event));
             });
             read.store(seqs.len() as u64, Ordering::Release);
         }
@@ -144,7 +149,7 @@ fn a_full_ring_refuses_and_never_overwrites() {
         // Nobody reads while these are made: the ring fills, then refuses.
         produce(holds + EXTRA);
         let mut seqs = Vec::new();
-        reader.drain(|event| seqs.push(u64::from_ne_bytes(event[..8].try_into().unwrap())));
+        reader.drain(|event| seqs.push(seq(event)));
         println!(
             "size {size}: made {}, read {}, refused {}",
             holds + EXTRA,
@@ -164,7 +169,7 @@ fn a_full_ring_refuses_and_never_overwrites() {
         // Once read, the room is there again.
         produce(1);
         let mut next = Vec::new();
-        reader.drain(|event| next.push(u64::from_ne_bytes(event[..8].try_into().unwrap())));
+        reader.drain(|event| next.push(seq(event)));
         assert_eq!(
             next,
             [holds],

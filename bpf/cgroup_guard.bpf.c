@@ -4,8 +4,8 @@
  * programs. They are attached to one cgroup and run for the sockets of its
  * processes (and of the cgroups below it) when they connect or send to an
  * address. Returning 0 refuses the call with EPERM; 1 lets it go on.
- * Raw and ICMP echo (ping) sockets send without passing those programs, so
- * a fifth program refuses to create them in the cgroup.
+ * Only TCP and UDP pass those programs on every way they send, so a fifth
+ * program refuses to create any other IPv4 or IPv6 socket in the cgroup.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -41,19 +41,19 @@ static __always_inline void key6(const struct bpf_sock_addr *ctx,
 }
 
 static __always_inline int check(__u32 kind, struct bpf_sock_addr *ctx,
-				 const struct addr_key *key)
+				 struct addr_key *key)
 {
-	__u32 rule = addr_rule(key);
+	__u32 rule;
 
-	if (!rule)
+	if (!dest_denied(key, &rule))
 		return ALLOW;
-	report(kind, rule, key, ctx->type, ctx->protocol);
+	report(kind, rule, key, ctx->family, ctx->type, ctx->protocol);
 	return DENY;
 }
 /* ANCHOR_END: check */
 
 /* ANCHOR: connect */
-/* (2) connect() on IPv4 sockets: TCP, UDP, and ICMP (ping) sockets. */
+/* (2) connect() on IPv4 sockets, TCP and UDP (the only kinds allowed). */
 SEC("cgroup/connect4")
 int guard_connect4(struct bpf_sock_addr *ctx)
 {
@@ -97,27 +97,30 @@ int guard_sendmsg6(struct bpf_sock_addr *ctx)
 
 /* ANCHOR: sock_create */
 /* (5) The address programs run where TCP and UDP pick a destination, and
- * for connect() on ping sockets; a sendto() on a ping socket and anything
- * on a raw socket passes none of them. Refuse those sockets outright (the
- * report names rule 0): no rule could check where they send. */
+ * nowhere else: a sendto() on a ping socket, anything on a raw socket, a
+ * connected UDP-Lite socket (its connect() runs no program), SCTP and
+ * MPTCP (they reach addresses the peer announces) pass none of them.
+ * Allow the two protocols the rules can check and refuse every other
+ * IPv4 and IPv6 socket (the report names rule 0). This program runs for
+ * those two families only: packet sockets are made without it (see the
+ * chapter). */
+#define SOCK_STREAM 1
 #define SOCK_DGRAM 2
-#define SOCK_RAW 3
-#define IPPROTO_ICMP 1
-#define IPPROTO_ICMPV6 58
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 
 SEC("cgroup/sock_create")
 int guard_sock_create(struct bpf_sock *ctx)
 {
 	/* Each context field read once, into a register: the verifier refuses
-	 * a context pointer that the compiler has moved (ctx + offset). */
-	__u32 type = ctx->type, protocol = ctx->protocol;
-	bool ping = type == SOCK_DGRAM &&
-		    (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6);
+	 * a context pointer that the compiler has moved (ctx + offset). The
+	 * kernel has resolved protocol 0 to TCP or UDP by now. */
+	__u32 family = ctx->family, type = ctx->type, protocol = ctx->protocol;
 
-	if (type != SOCK_RAW && !ping)
+	if ((type == SOCK_STREAM && protocol == IPPROTO_TCP) ||
+	    (type == SOCK_DGRAM && protocol == IPPROTO_UDP))
 		return ALLOW;
-	report(GUARD_SOCKET, 0, NULL, type, protocol);
+	report(GUARD_SOCKET, GUARD_RULE_BUILTIN, NULL, family, type, protocol);
 	return DENY;
 }
-
 /* ANCHOR_END: sock_create */

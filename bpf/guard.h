@@ -13,7 +13,18 @@ enum guard_kind {
 	GUARD_CONNECT = 1, /* connect(), also on a UDP socket */
 	GUARD_SENDMSG = 2, /* sendto()/sendmsg() with an address */
 	GUARD_OPEN = 3,	   /* open() of a listed file */
-	GUARD_SOCKET = 4, /* socket(): a type whose sends no rule could check */
+	GUARD_SOCKET = 4, /* socket(): a kind whose sends no rule could check */
+	GUARD_TUN = 5,	  /* a tun/tap device: packets written into the stack */
+};
+
+/*
+ * Rule 0 is no --deny rule: the guard's own refusals. A socket whose sends
+ * no rule could check (GUARD_SOCKET, GUARD_TUN), or a destination the
+ * kernel turns into other hosts after the check (GUARD_CONNECT,
+ * GUARD_SENDMSG to the unspecified, broadcast or a multicast address).
+ */
+enum guard_rule {
+	GUARD_RULE_BUILTIN = 0,
 };
 
 /*
@@ -36,7 +47,7 @@ struct file_key {
 	__u64 ino;
 };
 
-/* One denial, sent through the ring buffer. 60 bytes, no padding. */
+/* One denial, sent through the ring buffer. 64 bytes, no padding. */
 struct denial {
 	__u32 pid;	/* the process (thread group) id */
 	__u32 tid;	/* the thread */
@@ -47,6 +58,7 @@ struct denial {
 	__u32 port;	/* ... and its port */
 	__u32 type;	/* the socket type: SOCK_STREAM, SOCK_DGRAM, SOCK_RAW */
 	__u32 protocol; /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, ... */
+	__u32 family;	/* the socket's family: AF_INET, AF_INET6, AF_PACKET */
 	char comm[GUARD_COMM_LEN];
 };
 

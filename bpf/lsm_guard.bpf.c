@@ -12,8 +12,19 @@
 #include "lib/guard_policy.h"
 
 #define EPERM 1
+#define AF_UNSPEC 0
+#define AF_UNIX 1
 #define AF_INET 2
+#define AF_NETLINK 16
 #define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define IPPROTO_IP 0
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_UDPLITE 136
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -44,19 +55,27 @@ static __always_inline bool in_target(void)
 
 /* ANCHOR: addr */
 /* (4) The destination of a connect or sendmsg as an addr_key; false for
- * families the policy does not cover (AF_UNIX, AF_UNSPEC, ...). `sa` points
- * to the kernel's copy of the caller's address: read it with
- * bpf_probe_read_kernel (BPF_CORE_READ), checking the length the caller
- * gave, as the protocol will. */
-static __always_inline bool read_addr(struct sockaddr *sa, int len,
-				      struct addr_key *key)
+ * families the policy does not cover (AF_UNIX, ...). `sa` points to the
+ * kernel's copy of the caller's address, `len` bytes long: read it with
+ * bpf_probe_read_kernel (BPF_CORE_READ). Parse what the protocols accept,
+ * not what a polite caller passes:
+ * - an IPv6 address may be 24 bytes, without the scope id
+ *   (SIN6_LEN_RFC2133): the address ends at byte 24, so that is enough;
+ * - AF_UNSPEC on an IPv4 UDP or raw socket, or an IPv6 raw socket, is
+ *   taken as the socket's own family: read it as that family.
+ * A shorter address is refused by every protocol, so it is let through. */
+static __always_inline bool read_addr(struct socket *sock, struct sockaddr *sa,
+				      int len, struct addr_key *key)
 {
 	__u16 family = BPF_CORE_READ(sa, sa_family);
 
+	if (family == AF_UNSPEC)
+		family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
 	if (family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)sa;
 
-		if (len < (int)sizeof(*sin))
+		/* family, port and address: the first 8 bytes */
+		if (len < (int)offsetof(struct sockaddr_in, __pad))
 			return false;
 		key->addr[2] = bpf_htonl(0xffff);
 		key->addr[3] = BPF_CORE_READ(sin, sin_addr.s_addr);
@@ -66,7 +85,7 @@ static __always_inline bool read_addr(struct sockaddr *sa, int len,
 	if (family == AF_INET6) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)sa;
 
-		if (len < (int)sizeof(*sin6))
+		if (len < (int)offsetof(struct sockaddr_in6, sin6_scope_id))
 			return false;
 		BPF_CORE_READ_INTO(&key->addr, sin6, sin6_addr.in6_u.u6_addr32);
 		key->port = bpf_ntohs(BPF_CORE_READ(sin6, sin6_port));
@@ -81,21 +100,22 @@ static __always_inline int check_addr(__u32 kind, struct socket *sock,
 	struct addr_key key = {};
 	__u32 rule;
 
-	if (!in_target() || !read_addr(sa, len, &key))
+	if (!in_target() || !read_addr(sock, sa, len, &key))
 		return 0;
-	rule = addr_rule(&key);
-	if (!rule)
+	if (!dest_denied(&key, &rule))
 		return 0;
-	report(kind, rule, &key, BPF_CORE_READ(sock, type),
-	       BPF_CORE_READ(sock, sk, sk_protocol));
+	report(kind, rule, &key,
+	       BPF_CORE_READ(sock, sk, __sk_common.skc_family),
+	       BPF_CORE_READ(sock, type), BPF_CORE_READ(sock, sk, sk_protocol));
 	return -EPERM;
 }
 /* ANCHOR_END: addr */
 
 /* ANCHOR: hooks */
-/* (5) Every connect(), whatever the socket type: TCP, UDP, ICMP, raw. The
- * last argument is what the LSMs before this program decided: keep a
- * refusal. */
+/* (5) Every connect(), whatever the socket type: TCP, UDP, UDP-Lite, ICMP.
+ * The last argument is the return value of the BPF programs before this
+ * one on the same hook (another LSM that refused has stopped the call
+ * before BPF's turn): keep a refusal. */
 SEC("lsm/socket_connect")
 int BPF_PROG(guard_connect, struct socket *sock, struct sockaddr *address,
 	     int addrlen, int ret)
@@ -124,8 +144,76 @@ int BPF_PROG(guard_sendmsg, struct socket *sock, struct msghdr *msg, int size,
 }
 /* ANCHOR_END: hooks */
 
+/* ANCHOR: sockets */
+/* (7) Sockets whose sends these hooks cannot check: a raw socket's header
+ * (IP_HDRINCL) or payload (a UDP header with its port) is the caller's
+ * own, a packet socket (AF_PACKET, and SOCK_PACKET, which the kernel makes
+ * an AF_PACKET socket before asking) writes whole frames, SCTP and MPTCP
+ * reach addresses the peer announces, and other families (AF_XDP,
+ * AF_VSOCK, ...) are not IP at all. Allow local sockets (AF_UNIX,
+ * AF_NETLINK) and the IP protocols whose destination the hooks read;
+ * refuse the rest (rule 0). `kern` sockets are the kernel's own. */
+static __always_inline bool checked_socket(int family, int type, int protocol)
+{
+	if (family == AF_UNIX || family == AF_NETLINK)
+		return true;
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	if (type == SOCK_STREAM)
+		return protocol == IPPROTO_IP || protocol == IPPROTO_TCP;
+	if (type == SOCK_DGRAM)
+		return protocol == IPPROTO_IP || protocol == IPPROTO_UDP ||
+		       protocol == IPPROTO_UDPLITE ||
+		       protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6;
+	return false;
+}
+
+SEC("lsm/socket_create")
+int BPF_PROG(guard_socket, int family, int type, int protocol, int kern,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	if (kern || !in_target() || checked_socket(family, type, protocol))
+		return 0;
+	report(GUARD_SOCKET, GUARD_RULE_BUILTIN, NULL, family, type, protocol);
+	return -EPERM;
+}
+
+/* (8) A tun or tap device: what the process writes to it enters the stack
+ * as if received from a network, to be delivered or forwarded anywhere.
+ * Refuse making one and attaching to one. */
+static __always_inline int refuse_tun(int ret)
+{
+	if (ret)
+		return ret;
+	if (!in_target())
+		return 0;
+	report(GUARD_TUN, GUARD_RULE_BUILTIN, NULL, 0, 0, 0);
+	return -EPERM;
+}
+
+SEC("lsm/tun_dev_create")
+int BPF_PROG(guard_tun_create, int ret)
+{
+	return refuse_tun(ret);
+}
+
+SEC("lsm/tun_dev_open")
+int BPF_PROG(guard_tun_open, void *security, int ret)
+{
+	return refuse_tun(ret);
+}
+
+SEC("lsm/tun_dev_attach_queue")
+int BPF_PROG(guard_tun_attach_queue, void *security, int ret)
+{
+	return refuse_tun(ret);
+}
+/* ANCHOR_END: sockets */
+
 /* ANCHOR: open */
-/* (7) Every open, matched by inode: whichever name the process used, the
+/* (9) Every open, matched by inode: whichever name the process used, the
  * kernel has resolved it to this file by now. */
 SEC("lsm/file_open")
 int BPF_PROG(guard_open, struct file *file, int ret)
@@ -142,7 +230,7 @@ int BPF_PROG(guard_open, struct file *file, int ret)
 	rule = bpf_map_lookup_elem(&deny_files, &key);
 	if (!rule)
 		return 0;
-	report(GUARD_OPEN, *rule, NULL, 0, 0);
+	report(GUARD_OPEN, *rule, NULL, 0, 0, 0);
 	return -EPERM;
 }
 /* ANCHOR_END: open */

@@ -18,12 +18,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
 
+use crate::privileges::User;
 use crate::signals::Stop;
 use crate::trace::cstr;
 
 /// Both objects build `struct denial` from bpf/guard.h; this is its Rust
 /// type (the same in either skeleton).
 pub type Denial = crate::skel::cgroup_guard::types::denial;
+/// What a denied process tried (`enum guard_kind` in bpf/guard.h).
+pub type GuardKind = crate::skel::cgroup_guard::types::guard_kind;
 
 /// The options both guards take.
 #[derive(clap::Args, Debug)]
@@ -42,9 +45,32 @@ pub struct GuardArgs {
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     pub verbose: bool,
+    /// Run COMMAND as USER (a name or a uid), without privileges: it cannot
+    /// leave the cgroup or stop the guard. Default: the user who ran sudo,
+    /// or nobody. `--user root` keeps root's privileges, with which a
+    /// command can leave the policy
+    #[arg(long, value_name = "USER", value_parser = parse_user, conflicts_with = "cgroup")]
+    pub user: Option<User>,
     /// Run COMMAND in a new cgroup under the policy, and exit with its status
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+fn parse_user(s: &str) -> Result<User, String> {
+    User::lookup(s).map_err(|e| e.to_string())
+}
+
+/// Who runs a guarded command: `--user`, else the user who ran sudo
+/// (SUDO_UID), else nobody.
+pub fn command_user(args: &GuardArgs) -> Result<User> {
+    if let Some(user) = &args.user {
+        return Ok(user.clone());
+    }
+    match std::env::var("SUDO_UID") {
+        Ok(uid) if uid != "0" => User::lookup(&uid),
+        _ => User::lookup("nobody")
+            .context("no user 'nobody' to run the command as: give one with --user USER"),
+    }
 }
 
 /// A `--deny ADDR[:PORT]` rule.
@@ -150,8 +176,9 @@ impl Policy {
         Ok(Policy { addrs, paths })
     }
 
-    /// Rule `n` as it was written on the command line.
-    pub fn describe(&self, n: u32) -> String {
+    /// Rule `n` as it was written on the command line; rule 0, the
+    /// guard's own refusal, by what it refused (`kind`).
+    pub fn describe(&self, n: u32, kind: GuardKind) -> String {
         let i = n as usize;
         match i.checked_sub(1) {
             Some(i) if i < self.addrs.len() => format!("--deny {}", self.addrs[i]),
@@ -161,9 +188,15 @@ impl Policy {
                     self.paths[i - self.addrs.len()].path.display()
                 )
             }
-            _ if n == 0 => {
-                "raw and ping sockets are refused (no rule could check their sends)".into()
+            None if kind == GuardKind::GUARD_SOCKET => {
+                "a socket whose sends no rule could check is refused".into()
             }
+            None if kind == GuardKind::GUARD_TUN => {
+                "tun/tap devices are refused (what is written to them bypasses the rules)".into()
+            }
+            None => "the unspecified, broadcast and multicast addresses are refused \
+                     (the kernel picks the hosts after the check)"
+                .into(),
             _ => format!("rule {n}"),
         }
     }
@@ -277,10 +310,11 @@ impl TargetCgroup {
     }
 
     // ANCHOR: spawn
-    /// Starts `command` inside this cgroup: the child moves itself in
-    /// (writes "0" to cgroup.procs) between fork and exec, so the program
-    /// runs under the policy from its first instruction.
-    pub fn spawn(&self, command: &[String]) -> Result<Child> {
+    /// Starts `command` inside this cgroup, as `user`: the child moves
+    /// itself in (writes "0" to cgroup.procs) between fork and exec, so the
+    /// program runs under the policy from its first instruction; then it
+    /// drops root for `user`, so that it cannot move itself out again.
+    pub fn spawn(&self, command: &[String], user: &User) -> Result<Child> {
         let procs: OwnedFd = OpenOptions::new()
             .write(true)
             .open(self.path.join("cgroup.procs"))
@@ -289,16 +323,37 @@ impl TargetCgroup {
         let fd = procs.as_raw_fd();
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]);
-        // The command must not outlive its policy: the kernel kills it if
-        // this process dies, even by SIGKILL (PR_SET_PDEATHSIG).
+        if !user.is_root() {
+            cmd.env("HOME", &user.home)
+                .env("USER", &user.name)
+                .env("LOGNAME", &user.name);
+        }
+        let user = user.clone();
         let guard_pid = std::process::id() as i32;
-        // SAFETY: only async-signal-safe calls (write, prctl, getppid) run
-        // between fork and exec.
+        // SAFETY: only async-signal-safe calls (write, setgroups, setresgid,
+        // setresuid, prctl, fcntl, getppid) run between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1
-                    || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                {
+                // (1) Into the cgroup, while still root.
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // (2) Out of root: no capabilities, and no way back through
+                // a set-user-ID program (no_new_privs).
+                if !user.is_root() {
+                    user.become_in_child()?;
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // (3) Only stdin, stdout and stderr cross into the command:
+                // a socket inherited from outside the cgroup is outside the
+                // policy too.
+                close_on_exec_from(3);
+                // (4) The command must not outlive its policy: the kernel
+                // kills it if this process dies, even by SIGKILL. Set after
+                // the uid change, which clears it.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 if libc::getppid() != guard_pid {
@@ -318,6 +373,28 @@ impl TargetCgroup {
 
     fn is_empty(&self) -> bool {
         std::fs::read_to_string(self.path.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+    }
+}
+
+/// Marks every descriptor from `first` up close-on-exec (close_range,
+/// Linux 5.11; a loop over the descriptor table before that).
+/// Async-signal-safe.
+fn close_on_exec_from(first: u32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range and fcntl on this process's own descriptors.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) == 0 {
+            return;
+        }
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur.min(1 << 20) as i32
+        } else {
+            1024
+        };
+        for fd in first as i32..max {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
     }
 }
 
@@ -373,6 +450,7 @@ pub fn target(args: &GuardArgs, lesson: &str) -> Result<TargetCgroup> {
     if let Some(program) = args.command.first() {
         // Before anything is loaded or made: a typo costs nothing.
         find_program(program).with_context(|| format!("cannot run '{program}'"))?;
+        command_user(args)?;
     }
     match (&args.cgroup, args.command.is_empty()) {
         (Some(path), _) => TargetCgroup::open(path),
@@ -405,15 +483,27 @@ fn find_program(program: &str) -> Result<PathBuf> {
         .context("not found in PATH")
 }
 
-fn proto_name(sock_type: u32, protocol: u32) -> String {
-    const SOCK_RAW: u32 = 3;
-    match (sock_type, protocol) {
-        (SOCK_RAW, _) => "raw".into(),
-        (_, 6) => "tcp".into(),
-        (_, 17) => "udp".into(),
-        (_, 1) => "icmp".into(),
-        (_, 58) => "icmpv6".into(),
-        (_, p) => format!("proto {p}"),
+/// The socket a denial names: "tcp", "udp", "raw", "packet", ...
+fn socket_name(d: &Denial) -> String {
+    const SOCK_RAW: u32 = libc::SOCK_RAW as u32;
+    const SOCK_PACKET: u32 = 10; // the old packet interface (libc deprecates it)
+    let family = d.family as i32;
+    match (family, d.r#type, d.protocol) {
+        (libc::AF_PACKET, SOCK_PACKET, _) => "packet (SOCK_PACKET)".into(),
+        (libc::AF_PACKET, SOCK_RAW, _) => "packet (SOCK_RAW)".into(),
+        (libc::AF_PACKET, _, _) => "packet (SOCK_DGRAM)".into(),
+        (libc::AF_INET | libc::AF_INET6 | 0, t, p) => match (t, p) {
+            (SOCK_RAW, _) => "raw".into(),
+            (_, 6) => "tcp".into(),
+            (_, 17) => "udp".into(),
+            (_, 136) => "udplite".into(),
+            (_, 132) => "sctp".into(),
+            (_, 262) => "mptcp".into(),
+            (_, 1) => "icmp".into(),
+            (_, 58) => "icmpv6".into(),
+            (_, p) => format!("proto {p}"),
+        },
+        (f, _, _) => format!("family {f}"),
     }
 }
 
@@ -431,70 +521,59 @@ fn destination(d: &Denial) -> (IpAddr, u16) {
 /// One denial as a line: what, by whom, which rule.
 pub fn format_denial(d: &Denial, policy: &Policy, json: bool) -> String {
     let comm = cstr(&d.comm);
-    let action = match d.kind {
-        1 => "connect",
-        2 => "sendmsg",
-        3 => "open",
-        4 => "socket",
+    let kind = crate::skel::cgroup_guard::types::guard_kind(d.kind);
+    let action = match kind {
+        GuardKind::GUARD_CONNECT => "connect",
+        GuardKind::GUARD_SENDMSG => "sendmsg",
+        GuardKind::GUARD_OPEN => "open",
+        GuardKind::GUARD_SOCKET => "socket",
+        GuardKind::GUARD_TUN => "tun",
         _ => "?",
     };
-    let rule = policy.describe(d.rule);
-    let what = if d.kind == 4 {
-        proto_name(d.r#type, d.protocol)
-    } else if d.kind == 3 {
+    let rule = policy.describe(d.rule, kind);
+    let path = || {
         let i = (d.rule as usize).saturating_sub(policy.addrs.len() + 1);
         policy
             .paths
             .get(i)
             .map_or(String::new(), |p| p.path.display().to_string())
-    } else {
-        let (addr, port) = destination(d);
-        format!(
-            "{} {}",
-            proto_name(d.r#type, d.protocol),
-            SocketAddr::new(addr, port)
-        )
     };
     if json {
-        let what_json = if d.kind == 4 {
-            format!("\"proto\":\"{}\"", proto_name(d.r#type, d.protocol))
-        } else if d.kind == 3 {
-            format!("\"path\":{}", json_string(&what))
-        } else {
-            let (addr, port) = destination(d);
-            format!(
-                "\"proto\":\"{}\",\"addr\":\"{addr}\",\"port\":{port}",
-                proto_name(d.r#type, d.protocol)
-            )
-        };
-        format!(
-            "{{\"pid\":{},\"tid\":{},\"comm\":{},\"action\":\"{action}\",{what_json},\"rule\":{},\"deny\":{}}}",
-            d.pid,
-            d.tid,
-            json_string(&comm),
-            d.rule,
-            json_string(&rule)
-        )
+        let mut object = serde_json::json!({
+            "pid": d.pid,
+            "tid": d.tid,
+            "comm": comm,
+            "action": action,
+        });
+        match kind {
+            GuardKind::GUARD_OPEN => object["path"] = path().into(),
+            GuardKind::GUARD_SOCKET => object["proto"] = socket_name(d).into(),
+            GuardKind::GUARD_TUN => {}
+            _ => {
+                let (addr, port) = destination(d);
+                object["proto"] = socket_name(d).into();
+                object["addr"] = addr.to_string().into();
+                object["port"] = port.into();
+            }
+        }
+        object["rule"] = d.rule.into();
+        object["deny"] = rule.into();
+        object.to_string()
     } else {
+        let what = match kind {
+            GuardKind::GUARD_OPEN => path(),
+            GuardKind::GUARD_SOCKET => socket_name(d),
+            GuardKind::GUARD_TUN => "/dev/net/tun".into(),
+            _ => {
+                let (addr, port) = destination(d);
+                format!("{} {}", socket_name(d), SocketAddr::new(addr, port))
+            }
+        };
         format!(
             "DENIED {action:<7} {what:<24} pid {:<7} {comm:<16} rule {}: {rule}",
             d.pid, d.rule
         )
     }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// How a guarded command ended, as a shell reports it: its exit code, or
@@ -519,6 +598,11 @@ pub fn counts(denied: &u64, dropped: &u64) -> (u64, u64) {
     }
 }
 
+/// What `--user root` gives up, said when the command starts.
+pub const ROOT_WARNING: &str = "warning: the command runs as root (--user root), which can leave \
+    the policy: move itself to another cgroup, stop the guard, reconfigure the network; run it \
+    as a user to hold it to the policy";
+
 /// A guard's run once its programs are attached: start the command in the
 /// cgroup (or say which cgroup is guarded), [`watch`] until it ends, then
 /// empty and remove a cgroup made for it, before the caller detaches the
@@ -538,7 +622,11 @@ pub fn serve(
         );
         None
     } else {
-        Some(cgroup.spawn(&args.command)?)
+        let user = command_user(args)?;
+        if user.is_root() {
+            eprintln!("{ROOT_WARNING}");
+        }
+        Some(cgroup.spawn(&args.command, &user)?)
     };
     let status = watch(denials, policy, args.json, stop, child, counts);
     drop(cgroup);

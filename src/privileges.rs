@@ -61,3 +61,103 @@ pub fn require(caps: &[Cap]) -> Result<()> {
     }
     Ok(())
 }
+
+/// A user to run a command as: what `setgroups`, `setgid` and `setuid`
+/// need, looked up before `fork()` (the lookups are not safe between fork
+/// and exec).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// The supplementary groups, from the group database.
+    pub groups: Vec<u32>,
+    pub home: std::path::PathBuf,
+}
+
+impl User {
+    /// `name` or a numeric uid, from the password database.
+    pub fn lookup(name: &str) -> Result<User> {
+        use std::ffi::{CStr, CString};
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut found = std::ptr::null_mut();
+        let by_uid = name.parse::<u32>().ok();
+        let cname = CString::new(name)?;
+        // SAFETY: pwd, buf and found outlive the call; buf's length is given.
+        let rc = unsafe {
+            match by_uid {
+                Some(uid) => {
+                    libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found)
+                }
+                None => libc::getpwnam_r(
+                    cname.as_ptr(),
+                    &mut pwd,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut found,
+                ),
+            }
+        };
+        if rc != 0 || found.is_null() {
+            bail!("no user '{name}' in the password database (--user)");
+        }
+        // SAFETY: getpw*_r filled pwd with pointers into buf.
+        let (pw_name, home) = unsafe {
+            (
+                CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned(),
+                CStr::from_ptr(pwd.pw_dir).to_string_lossy().into_owned(),
+            )
+        };
+        let groups = supplementary_groups(&pw_name, pwd.pw_gid)?;
+        Ok(User {
+            name: pw_name,
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+            groups,
+            home: home.into(),
+        })
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Becomes this user, in a child between `fork()` and `exec()`: the
+    /// supplementary groups, the group, then the user (setuid last: after it
+    /// the others are no longer allowed). A process that changes all of
+    /// its uids from 0 to another loses every capability. Only
+    /// async-signal-safe calls.
+    pub fn become_in_child(&self) -> std::io::Result<()> {
+        // SAFETY: plain system calls on values owned by self.
+        unsafe {
+            if libc::setgroups(self.groups.len(), self.groups.as_ptr()) != 0
+                || libc::setresgid(self.gid, self.gid, self.gid) != 0
+                || libc::setresuid(self.uid, self.uid, self.uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The groups `name` belongs to, its primary group `gid` included.
+fn supplementary_groups(name: &str, gid: u32) -> Result<Vec<u32>> {
+    let cname = std::ffi::CString::new(name)?;
+    let mut groups = vec![0 as libc::gid_t; 64];
+    loop {
+        let mut n = groups.len() as libc::c_int;
+        // SAFETY: groups holds n entries; getgrouplist writes at most n and
+        // says how many it needs.
+        let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+        if rc >= 0 {
+            groups.truncate(n as usize);
+            return Ok(groups);
+        }
+        if n as usize <= groups.len() || groups.len() > 65536 {
+            bail!("cannot list the groups of user '{name}'");
+        }
+        groups.resize(n as usize, 0);
+    }
+}

@@ -4,9 +4,10 @@
 
 use testkit::chapter::assert_sample;
 use testkit::guard::{
-    assert_bad_guard_inputs, assert_cases, assert_command_mode_leaves_nothing, assert_counts_drops,
-    assert_scoped_to_cgroup, case, cgroups_left_by, chapter_run, run_guarded, serial, Targets,
-    BAD_INPUTS, CONNECT_CASES, POLICY,
+    assert_attempts_reach, assert_bad_guard_inputs, assert_cannot_leave, assert_cases,
+    assert_command_mode_leaves_nothing, assert_counts_drops, assert_scoped_to_cgroup,
+    assert_stopped, attempts_under, case, cgroups_left_by, chapter_run, run_guarded, serial,
+    ProbeCopy, Targets, ATTEMPTS, BAD_INPUTS, CONNECT_CASES, POLICY,
 };
 use testkit::require_privileges;
 
@@ -24,10 +25,56 @@ fn denies_what_is_listed_and_nothing_else() {
     cases.push(case("connect-ping 192.0.2.1", Some(0)));
     cases.push(case("connect-raw 192.0.2.1", Some(0)));
     let actions: Vec<&str> = cases.iter().map(|c| c.action).collect();
-    let run = run_guarded(BIN, &POLICY, &targets, PROBE, &actions);
+    // As root: the programs, not the missing privileges, must refuse.
+    let mut args = POLICY.to_vec();
+    args.extend(["--user", "root"]);
+    let run = run_guarded(BIN, &args, &targets, PROBE, &actions);
     assert!(run.status.success(), "{}", run.stderr);
     assert_cases(&run, &cases, Some((0, &["-ping", "-raw"])));
     assert!(cgroups_left_by("cgroup_guard").is_empty());
+}
+
+/// The ways around an address policy (other protocols, the unspecified
+/// address, AF_UNSPEC, short addresses, raw and packet sockets, tun): each
+/// reaches its denied endpoint without the guard. Under the guard, as an
+/// unprivileged user (the default), none does. As root, everything but
+/// what no cgroup program sees: packet sockets and tun devices, which the
+/// chapter says only an unprivileged user is kept from.
+#[test]
+fn no_way_around_the_policy() {
+    require_privileges!("no_way_around_the_policy");
+    let _serial = serial();
+    let targets = Targets::new().unwrap();
+    let probe = ProbeCopy::new(PROBE);
+    assert_attempts_reach(&targets, probe.path());
+
+    let (run, delivered) = attempts_under(BIN, "nobody", &targets, probe.path());
+    for a in &ATTEMPTS {
+        assert_stopped(&run, &delivered, a, "nobody");
+    }
+    assert!(delivered.is_empty(), "{delivered:?}");
+
+    let (run, delivered) = attempts_under(BIN, "root", &targets, probe.path());
+    for a in ATTEMPTS.iter().filter(|a| !a.below_ip) {
+        assert_stopped(&run, &delivered, a, "root");
+    }
+    for a in ATTEMPTS.iter().filter(|a| a.below_ip) {
+        assert!(
+            delivered.contains(&a.delivery()),
+            "{} as root: the chapter says it gets through: {delivered:?}",
+            a.action
+        );
+    }
+}
+
+/// The guarded command cannot step out of the policy: as an unprivileged
+/// user it may not signal the guard or move itself to another cgroup. As
+/// root it can (the chapter says so, and the guard warns).
+#[test]
+fn the_command_cannot_leave_the_policy() {
+    require_privileges!("the_command_cannot_leave_the_policy");
+    let _serial = serial();
+    assert_cannot_leave(BIN, PROBE);
 }
 
 #[test]

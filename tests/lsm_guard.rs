@@ -10,9 +10,10 @@ use std::process::Command;
 
 use testkit::chapter::assert_sample;
 use testkit::guard::{
-    assert_bad_guard_inputs, assert_cases, assert_command_mode_leaves_nothing, assert_counts_drops,
-    assert_scoped_to_cgroup, case, cgroups_left_by, chapter_run, run_guarded_in, serial, Targets,
-    BAD_INPUTS, CONNECT_CASES, POLICY,
+    assert_attempts_reach, assert_bad_guard_inputs, assert_cannot_leave, assert_cases,
+    assert_command_mode_leaves_nothing, assert_counts_drops, assert_scoped_to_cgroup,
+    assert_stopped, attempts_under, case, cgroups_left_by, chapter_run, run_guarded_in, serial,
+    ProbeCopy, Targets, ATTEMPTS, BAD_INPUTS, CONNECT_CASES, POLICY,
 };
 use testkit::{require_privileges, BadInput, Exit};
 
@@ -97,13 +98,15 @@ fn denies_what_is_listed_and_nothing_else() {
     let secret = secret.to_str().unwrap();
     let other = files.dir.join("other");
     let other = other.to_str().unwrap();
+    // As root: the programs, not the missing privileges, must refuse.
     let mut args = POLICY.to_vec();
-    args.extend(["--deny-path", secret]);
-    // The address rules check destinations on every socket type: a ping or
-    // raw socket to an address with no rule for it is let through.
+    args.extend(["--deny-path", secret, "--user", "root"]);
+    // The address rules check the destination of ping sockets: one to an
+    // address with no rule is let through. Raw sockets are refused when
+    // they are made (rule 0): their header and payload are the caller's.
     let mut cases = CONNECT_CASES.to_vec();
     cases.push(case("connect-ping 192.0.2.1", None));
-    cases.push(case("connect-raw 192.0.2.1", None));
+    cases.push(case("connect-raw 192.0.2.1", Some(0)));
     // Rule 3, the file, by every name: the path itself, a symlink, a hard
     // link, a relative path through `..` (the probe runs in sub/), and a
     // descriptor reopened through /proc/self/fd.
@@ -129,8 +132,42 @@ fn denies_what_is_listed_and_nothing_else() {
         &actions,
     );
     assert!(run.status.success(), "{}", run.stderr);
-    assert_cases(&run, &cases, None);
+    assert_cases(&run, &cases, Some((0, &["-raw"])));
     assert!(cgroups_left_by("lsm_guard").is_empty());
+}
+
+/// The ways around an address policy (other protocols, the unspecified
+/// address, AF_UNSPEC, 24-byte IPv6 addresses, raw and packet sockets,
+/// tun): each reaches its denied endpoint without the guard, and none
+/// does under it, as an unprivileged user (the default) or as root.
+#[test]
+fn no_way_around_the_policy() {
+    require_privileges!("no_way_around_the_policy");
+    let _serial = serial();
+    if !lsm_runs_here("no_way_around_the_policy") {
+        return;
+    }
+    let targets = Targets::new().unwrap();
+    let probe = ProbeCopy::new(PROBE);
+    assert_attempts_reach(&targets, probe.path());
+    for user in ["nobody", "root"] {
+        let (run, delivered) = attempts_under(BIN, user, &targets, probe.path());
+        for a in &ATTEMPTS {
+            assert_stopped(&run, &delivered, a, user);
+        }
+        assert!(delivered.is_empty(), "as {user}: {delivered:?}");
+    }
+}
+
+/// As an unprivileged user the command may not signal the guard or move
+/// itself to another cgroup; as root it can (the chapter says so).
+#[test]
+fn the_command_cannot_leave_the_policy() {
+    require_privileges!("the_command_cannot_leave_the_policy");
+    let _serial = serial();
+    if lsm_runs_here("the_command_cannot_leave_the_policy") {
+        assert_cannot_leave(BIN, PROBE);
+    }
 }
 
 #[test]

@@ -52,10 +52,58 @@ static __always_inline __u32 addr_rule(const struct addr_key *key)
 }
 /* ANCHOR_END: lookup */
 
-/* (3) Counts a denial and reports it; `key` is NULL for a file. */
+/* ANCHOR: destination */
+/* (3) Destinations that are not one host the caller named. The kernel
+ * sends to the unspecified address (0.0.0.0, ::, ::ffff:0.0.0.0) as to a
+ * local one it picks after every check: the socket's bound address, or
+ * loopback. The limited broadcast (255.255.255.255) and multicast groups
+ * reach whichever hosts listen. No rule can say where those go, so they are
+ * refused outright. */
+static __always_inline bool many_hosts(const struct addr_key *key)
+{
+	__u32 a0 = bpf_ntohl(key->addr[0]), a3 = bpf_ntohl(key->addr[3]);
+	bool mapped = !key->addr[0] && !key->addr[1] &&
+		      key->addr[2] == bpf_htonl(0xffff);
+
+	if (mapped)
+		return a3 == 0 || a3 == 0xffffffff || (a3 >> 28) == 0xe;
+	if ((a0 >> 24) == 0xff) /* ff00::/8, IPv6 multicast */
+		return true;
+	return !key->addr[0] && !key->addr[1] && !key->addr[2] && !key->addr[3];
+}
+
+/* (4) An IPv4 address in the NAT64 well-known prefix (64:ff9b::a.b.c.d,
+ * RFC 6052) is translated back to a.b.c.d by a NAT64 gateway on the way:
+ * key it as that IPv4 address. */
+static __always_inline void unwrap_nat64(struct addr_key *key)
+{
+	if (key->addr[0] == bpf_htonl(0x0064ff9b) && !key->addr[1] &&
+	    !key->addr[2]) {
+		key->addr[0] = 0;
+		key->addr[2] = bpf_htonl(0xffff);
+	}
+}
+
+/* The rule that denies sending to `key`: a --deny rule's number,
+ * GUARD_RULE_BUILTIN for a destination of many hosts; false when none
+ * does. */
+static __always_inline bool dest_denied(struct addr_key *key, __u32 *rule)
+{
+	unwrap_nat64(key);
+	if (many_hosts(key)) {
+		*rule = GUARD_RULE_BUILTIN;
+		return true;
+	}
+	*rule = addr_rule(key);
+	return *rule != 0;
+}
+/* ANCHOR_END: destination */
+
+/* (5) Counts a denial and reports it; `key` is NULL for a file or a
+ * socket. */
 static __always_inline void report(__u32 kind, __u32 rule,
-				   const struct addr_key *key, __u32 type,
-				   __u32 protocol)
+				   const struct addr_key *key, __u32 family,
+				   __u32 type, __u32 protocol)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct denial *d;
@@ -77,6 +125,7 @@ static __always_inline void report(__u32 kind, __u32 rule,
 		__builtin_memset(d->addr, 0, sizeof(d->addr));
 		d->port = 0;
 	}
+	d->family = family;
 	d->type = type;
 	d->protocol = protocol;
 	bpf_get_current_comm(d->comm, sizeof(d->comm));

@@ -1,15 +1,17 @@
 //! guard_probe: tries what the security lessons deny, and says what the
 //! kernel answered. Run it under lsm_guard or cgroup_guard to see a policy
-//! at work; the lessons' tests use it as the guarded process.
+//! at work; the lessons' tests use it as the guarded process, and try the
+//! ways around a policy with it.
 //!
 //! Each action is a verb and its argument. The output is the probe's pid,
 //! then one line per action: the action, then `ok`, `denied` (EPERM) or the
-//! error.
+//! error. Whatever an action sends carries the text `guard_probe VERB ARG`,
+//! so that a receiver can tell which action reached it.
 
 use std::ffi::CString;
 use std::io;
 use std::mem::size_of;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
@@ -19,18 +21,32 @@ use learning_ebpf_rs::cli;
 
 const EXAMPLES: &str = "\
 ACTIONS:
-    connect-tcp ADDR:PORT   connect-udp ADDR:PORT   connect-ping ADDR
-    connect-raw ADDR        sendto-udp ADDR:PORT    sendto-ping ADDR
-    sendto-raw ADDR         sendto-tcp ADDR:PORT    open PATH
-    reopen PATH
-    (connect on a TCP, UDP, ICMP echo (ping) or raw ICMP socket; sendto
-    without connect (on TCP: with MSG_FASTOPEN, which connects); open a
-    file; open it with O_PATH and then again through /proc/self/fd, as a
-    process can with a descriptor it was given)
+    connect-KIND DEST   connect, and on UDP send one datagram; KIND is tcp,
+                        udp, udplite, ping or raw (raw: ICMP)
+    sendto-KIND DEST    sendto() without connect (tcp: MSG_FASTOPEN, which
+                        connects)
+    raw-udp DEST        a UDP header and payload on a raw IPPROTO_UDP socket
+                        (the sockaddr's port is 0)
+    raw-hdrincl DEST,via=ADDR
+                        a whole IPv4 packet to DEST (IPPROTO_RAW, so
+                        IP_HDRINCL), sent with a sockaddr naming ADDR
+    packet-raw DEST     an Ethernet frame on lo (AF_PACKET, SOCK_RAW)
+    packet-dgram DEST   an IPv4 packet on lo (AF_PACKET, SOCK_DGRAM)
+    packet-sockpacket DEST
+                        a frame on lo through the old SOCK_PACKET interface
+    tun DEST            a new tun device, and an IPv4 packet written to it
+    open PATH           open a file
+    reopen PATH         open it with O_PATH, then again through /proc/self/fd
+    leave-cgroup DIR    move this process to the cgroup DIR
+    signal-parent SIG   kill(getppid(), SIG): 0 asks only whether it may
+  DEST is ADDR:PORT ([IPv6]:PORT), or ADDR for ping and raw, with options
+  after commas: from=ADDR binds the socket to ADDR first; len=N passes N
+  as the address length; family=unspec sends the address as AF_UNSPEC.
 
 EXAMPLES:
     guard_probe connect-tcp 192.0.2.1:443 open /etc/shadow
-    guard_probe --repeat 100 sendto-udp [2001:db8::1]:53";
+    guard_probe --repeat 100 sendto-udp [2001:db8::1]:53
+    guard_probe sendto-udp 0.0.0.0:80,from=192.0.2.1";
 
 /// Try connects, sends and opens, and print what the kernel answered.
 #[derive(Parser)]
@@ -42,6 +58,57 @@ struct Args {
     /// VERB ARG pairs
     #[arg(required = true, value_name = "ACTION")]
     actions: Vec<String>,
+}
+
+/// A destination and the options that change how it is passed.
+#[derive(Clone, Copy, Debug)]
+struct Dest {
+    addr: SocketAddr,
+    /// Bind to this address (port 0) before connecting or sending.
+    from: Option<IpAddr>,
+    /// The address length to pass, when not the family's own.
+    len: Option<libc::socklen_t>,
+    /// Send the address with sa_family AF_UNSPEC.
+    unspec: bool,
+    /// raw-hdrincl: the sockaddr's address (the header's is `addr`).
+    via: Option<IpAddr>,
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr> {
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse()
+        .with_context(|| format!("'{s}' is not an address"))
+}
+
+impl Dest {
+    /// "ADDR:PORT[,opt=value...]"; the port may be left out where
+    /// `needs_port` is false.
+    fn parse(arg: &str, needs_port: bool) -> Result<Dest> {
+        let mut parts = arg.split(',');
+        let target = parts.next().unwrap_or("");
+        let addr = match target.parse::<SocketAddr>() {
+            Ok(sa) => sa,
+            Err(_) if !needs_port => SocketAddr::new(parse_ip(target)?, 0),
+            Err(_) => bail!("'{target}' is not an address with a port"),
+        };
+        let mut dest = Dest {
+            addr,
+            from: None,
+            len: None,
+            unspec: false,
+            via: None,
+        };
+        for opt in parts {
+            match opt.split_once('=') {
+                Some(("from", a)) => dest.from = Some(parse_ip(a)?),
+                Some(("via", a)) => dest.via = Some(parse_ip(a)?),
+                Some(("len", n)) => dest.len = Some(n.parse().context("len=N: a number")?),
+                Some(("family", "unspec")) => dest.unspec = true,
+                _ => bail!("'{opt}': options are from=ADDR, via=ADDR, len=N, family=unspec"),
+            }
+        }
+        Ok(dest)
+    }
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -87,24 +154,18 @@ fn sockaddr(sa: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
-fn socket(addr: &SocketAddr, kind: &str) -> Result<OwnedFd> {
-    let v6 = addr.is_ipv6();
-    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-    let icmp = if v6 {
-        libc::IPPROTO_ICMPV6
-    } else {
-        libc::IPPROTO_ICMP
-    };
-    let (ty, proto) = match kind {
-        "tcp" => (libc::SOCK_STREAM, 0),
-        "udp" => (libc::SOCK_DGRAM, 0),
-        "ping" => (libc::SOCK_DGRAM, icmp),
-        "raw" => (libc::SOCK_RAW, icmp),
-        _ => bail!("unknown socket kind '{kind}'"),
-    };
+/// [`sockaddr`] as `dest` asks: AF_UNSPEC for the family, another length.
+fn dest_sockaddr(dest: &Dest) -> (libc::sockaddr_storage, libc::socklen_t) {
+    let (mut sa, len) = sockaddr(dest.addr);
+    if dest.unspec {
+        sa.ss_family = libc::AF_UNSPEC as _;
+    }
+    (sa, dest.len.unwrap_or(len))
+}
+
+fn new_socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> Result<OwnedFd> {
     // SAFETY: socket(2) returns a new fd that we own, or -1.
-    let fd = check(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) })
-        .with_context(|| format!("socket({kind})"))?;
+    let fd = check(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) })?;
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // Bounded: a TCP connect gives up after 2 s.
     let timeout = libc::timeval {
@@ -123,15 +184,66 @@ fn socket(addr: &SocketAddr, kind: &str) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A socket of `kind` for `dest`'s family, bound to `dest.from` if given.
+fn socket(dest: &Dest, kind: &str) -> Result<OwnedFd> {
+    let v6 = dest.addr.is_ipv6();
+    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    let icmp = if v6 {
+        libc::IPPROTO_ICMPV6
+    } else {
+        libc::IPPROTO_ICMP
+    };
+    let (ty, proto) = match kind {
+        "tcp" => (libc::SOCK_STREAM, 0),
+        "udp" => (libc::SOCK_DGRAM, 0),
+        "udplite" => (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE),
+        "ping" => (libc::SOCK_DGRAM, icmp),
+        "raw" => (libc::SOCK_RAW, icmp),
+        _ => bail!("unknown socket kind '{kind}'"),
+    };
+    let fd = new_socket(domain, ty, proto).with_context(|| format!("socket({kind})"))?;
+    if let Some(from) = dest.from {
+        let (sa, len) = sockaddr(SocketAddr::new(from, 0));
+        // SAFETY: sa is a valid sockaddr of `len` bytes.
+        check(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        })
+        .context("bind")?;
+    }
+    Ok(fd)
+}
+
 /// An ICMP echo request (the kernel fills in the checksum for ping
 /// sockets; raw sockets send it as it is, which is enough to be checked).
 const ECHO: [u8; 8] = [8, 0, 0, 0, 0, 0, 0, 1];
 const ECHO6: [u8; 8] = [128, 0, 0, 0, 0, 0, 0, 1];
 
-fn connect(addr: SocketAddr, kind: &str) -> Result<()> {
-    let fd = socket(&addr, kind)?;
-    let (sa, len) = sockaddr(addr);
-    // SAFETY: sa is a valid sockaddr of `len` bytes.
+fn payload<'a>(kind: &str, dest: &Dest, label: &'a [u8]) -> &'a [u8] {
+    match (kind, dest.addr.is_ipv6()) {
+        ("ping" | "raw", false) => &ECHO,
+        ("ping" | "raw", true) => &ECHO6,
+        _ => label,
+    }
+}
+
+fn send_all(fd: &OwnedFd, data: &[u8]) -> Result<()> {
+    // SAFETY: data is valid for its length.
+    check(unsafe {
+        libc::send(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), 0) as libc::c_int
+    })
+    .context("send")?;
+    Ok(())
+}
+
+/// connect(); then TCP and UDP send the label, so a receiver sees who came.
+fn connect(dest: &Dest, kind: &str, label: &[u8]) -> Result<()> {
+    let fd = socket(dest, kind)?;
+    let (sa, len) = dest_sockaddr(dest);
+    // SAFETY: sa is a valid sockaddr of at least `len` bytes.
     check(unsafe {
         libc::connect(
             fd.as_raw_fd(),
@@ -139,29 +251,190 @@ fn connect(addr: SocketAddr, kind: &str) -> Result<()> {
             len,
         )
     })?;
+    if matches!(kind, "tcp" | "udp" | "udplite") {
+        send_all(&fd, label)?;
+    }
     Ok(())
 }
 
-fn sendto(addr: SocketAddr, kind: &str) -> Result<()> {
-    let fd = socket(&addr, kind)?;
-    let (sa, len) = sockaddr(addr);
+fn sendto(dest: &Dest, kind: &str, label: &[u8]) -> Result<()> {
+    let fd = socket(dest, kind)?;
+    let (sa, len) = dest_sockaddr(dest);
     let flags = if kind == "tcp" { libc::MSG_FASTOPEN } else { 0 };
-    let payload: &[u8] = match (kind, addr.is_ipv6()) {
-        ("udp" | "tcp", _) => b"guard_probe",
-        (_, false) => &ECHO,
-        (_, true) => &ECHO6,
-    };
-    // SAFETY: payload and sa are valid for the lengths given.
+    let data = payload(kind, dest, label);
+    // SAFETY: data and sa are valid for the lengths given.
     check(unsafe {
         libc::sendto(
             fd.as_raw_fd(),
-            payload.as_ptr().cast(),
-            payload.len(),
+            data.as_ptr().cast(),
+            data.len(),
             flags,
             (&sa as *const libc::sockaddr_storage).cast(),
             len,
         ) as libc::c_int
     })?;
+    Ok(())
+}
+
+/// The source of what is written below IP: an address that is not local
+/// (the kernel drops a received packet from one of its own addresses).
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+fn ipv4_of(dest: &Dest) -> Result<(Ipv4Addr, u16)> {
+    match dest.addr {
+        SocketAddr::V4(v4) => Ok((*v4.ip(), v4.port())),
+        SocketAddr::V6(_) => bail!("an IPv4 destination, please"),
+    }
+}
+
+/// An IPv4 packet carrying a UDP datagram from `src` (port 9) to `dest`
+/// with `label`, with an Ethernet header in front when `ethernet`.
+fn udp_packet(src: Ipv4Addr, dest: &Dest, label: &[u8], ethernet: bool) -> Result<Vec<u8>> {
+    use etherparse::PacketBuilder;
+    let (dst, port) = ipv4_of(dest)?;
+    let mut out = Vec::new();
+    if ethernet {
+        PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4(src.octets(), dst.octets(), 64)
+            .udp(9, port)
+            .write(&mut out, label)?;
+    } else {
+        PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
+            .udp(9, port)
+            .write(&mut out, label)?;
+    }
+    Ok(out)
+}
+
+/// raw-udp: a raw IPPROTO_UDP socket; the kernel adds the IPv4 header, the
+/// port is in the UDP header the payload starts with.
+fn raw_udp(dest: &Dest, label: &[u8]) -> Result<()> {
+    let (_, port) = ipv4_of(dest)?;
+    let fd =
+        new_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP).context("socket(raw udp)")?;
+    let mut data = Vec::with_capacity(8 + label.len());
+    data.extend_from_slice(&9u16.to_be_bytes());
+    data.extend_from_slice(&port.to_be_bytes());
+    data.extend_from_slice(&((8 + label.len()) as u16).to_be_bytes());
+    data.extend_from_slice(&[0, 0]); // no checksum (allowed over IPv4)
+    data.extend_from_slice(label);
+    let (sa, len) = sockaddr(SocketAddr::new(dest.addr.ip(), 0));
+    check(unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (&sa as *const libc::sockaddr_storage).cast(),
+            len,
+        ) as libc::c_int
+    })?;
+    Ok(())
+}
+
+/// raw-hdrincl: the whole packet is the caller's; the sockaddr only picks
+/// the route.
+fn raw_hdrincl(dest: &Dest, label: &[u8]) -> Result<()> {
+    let via = dest.via.context("raw-hdrincl needs via=ADDR")?;
+    let fd = new_socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW)
+        .context("socket(IPPROTO_RAW)")?;
+    let (dst, _) = ipv4_of(dest)?;
+    let packet = udp_packet(dst, dest, label, false)?;
+    let (sa, len) = sockaddr(SocketAddr::new(via, 0));
+    check(unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&sa as *const libc::sockaddr_storage).cast(),
+            len,
+        ) as libc::c_int
+    })?;
+    Ok(())
+}
+
+/// packet-raw, packet-dgram, packet-sockpacket: the datagram, from
+/// [`OUTSIDE`], written on lo below IP: it comes back in as if received.
+fn packet(dest: &Dest, kind: &str, label: &[u8]) -> Result<()> {
+    let lo = CString::new("lo")?;
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(lo.as_ptr()) } as i32;
+    let eth_ip = (libc::ETH_P_IP as u16).to_be();
+    let (fd, frame, sa, len) = match kind {
+        "raw" | "dgram" => {
+            let ty = if kind == "raw" {
+                libc::SOCK_RAW
+            } else {
+                libc::SOCK_DGRAM
+            };
+            let fd = new_socket(libc::AF_PACKET, ty, eth_ip.into()).context("socket(AF_PACKET)")?;
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as _;
+            sll.sll_protocol = eth_ip;
+            sll.sll_ifindex = ifindex;
+            sll.sll_halen = 6;
+            let frame = udp_packet(OUTSIDE, dest, label, kind == "raw")?;
+            let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sll) };
+            (fd, frame, storage, size_of::<libc::sockaddr_ll>())
+        }
+        "sockpacket" => {
+            // socket(AF_INET, SOCK_PACKET): the kernel makes it AF_PACKET.
+            const SOCK_PACKET: libc::c_int = 10;
+            let fd = new_socket(libc::AF_INET, SOCK_PACKET, eth_ip.into())
+                .context("socket(SOCK_PACKET)")?;
+            // struct sockaddr_pkt: family, a 14-byte device name, protocol.
+            let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let bytes: &mut [u8; 18] =
+                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast() };
+            bytes[..2].copy_from_slice(&(libc::AF_PACKET as u16).to_ne_bytes());
+            bytes[2..4].copy_from_slice(b"lo");
+            bytes[16..18].copy_from_slice(&eth_ip.to_ne_bytes());
+            (fd, udp_packet(OUTSIDE, dest, label, true)?, storage, 18)
+        }
+        _ => bail!("unknown packet kind '{kind}'"),
+    };
+    check(unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sa as *const libc::sockaddr_storage).cast(),
+            len as _,
+        ) as libc::c_int
+    })?;
+    Ok(())
+}
+
+/// tun: a new tun device (up, no address), and the datagram written to it
+/// from [`OUTSIDE`]: the kernel takes it as received on that device.
+fn tun(dest: &Dest, label: &[u8]) -> Result<()> {
+    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+    let path = CString::new("/dev/net/tun")?;
+    // SAFETY: a NUL-terminated path; open returns a new fd or -1.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })
+        .context("open /dev/net/tun")?;
+    let tun = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"gprobe%d") {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    check(unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut ifr) }).context("TUNSETIFF")?;
+    let ctl = new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0).context("socket for SIOCSIFFLAGS")?;
+    ifr.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    check(unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCSIFFLAGS, &mut ifr) })
+        .context("SIOCSIFFLAGS")?;
+    let packet = udp_packet(OUTSIDE, dest, label, false)?;
+    check(unsafe {
+        libc::write(tun.as_raw_fd(), packet.as_ptr().cast(), packet.len()) as libc::c_int
+    })
+    .context("write to the tun device")?;
+    // Give the stack a moment to take the packet in before the device goes
+    // with this process.
+    std::thread::sleep(std::time::Duration::from_millis(50));
     Ok(())
 }
 
@@ -184,32 +457,56 @@ fn reopen(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// "10.0.0.1:80", "[2001:db8::1]:80", or, for ping and raw, an address alone.
-fn target(arg: &str, needs_port: bool) -> Result<SocketAddr> {
-    if let Ok(sa) = arg.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    if !needs_port {
-        let bare = arg.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, 0));
+/// Writes this process into the cgroup DIR, as a process that wants out
+/// of its policy would.
+fn leave_cgroup(dir: &str) -> Result<()> {
+    std::fs::write(format!("{dir}/cgroup.procs"), "0")?;
+    Ok(())
+}
+
+fn signal_parent(sig: &str) -> Result<()> {
+    let sig: libc::c_int = sig.parse().context("a signal number")?;
+    // SAFETY: kill(2) on our parent; with 0 it only checks permission.
+    check(unsafe { libc::kill(libc::getppid(), sig) })?;
+    Ok(())
+}
+
+/// Whether `verb` takes a DEST, and whether that needs a port.
+fn dest_verb(verb: &str) -> Option<bool> {
+    match verb.split_once('-') {
+        Some(("connect" | "sendto", kind)) => match kind {
+            "tcp" | "udp" | "udplite" => Some(true),
+            "ping" | "raw" => Some(false),
+            _ => None,
+        },
+        Some(("raw", "udp" | "hdrincl")) | Some(("packet", "raw" | "dgram" | "sockpacket")) => {
+            Some(true)
         }
+        _ if verb == "tun" => Some(true),
+        _ => None,
     }
-    bail!(
-        "'{arg}' is not an address{}",
-        if needs_port { " with a port" } else { "" }
-    )
 }
 
 fn act(verb: &str, arg: &str) -> Result<()> {
-    match verb.split_once('-') {
-        Some(("connect", kind)) => connect(target(arg, matches!(kind, "tcp" | "udp"))?, kind),
-        Some(("sendto", kind)) => sendto(target(arg, matches!(kind, "tcp" | "udp"))?, kind),
-        _ => match verb {
-            "open" => open(arg, libc::O_RDONLY).map(drop),
-            "reopen" => reopen(arg),
-            _ => bail!("unknown action '{verb}' (see --help)"),
-        },
+    let label = format!("guard_probe {verb} {arg}");
+    let label = label.as_bytes();
+    if let Some(needs_port) = dest_verb(verb) {
+        let dest = Dest::parse(arg, needs_port)?;
+        return match verb.split_once('-') {
+            Some(("connect", kind)) => connect(&dest, kind, label),
+            Some(("sendto", kind)) => sendto(&dest, kind, label),
+            Some(("raw", "udp")) => raw_udp(&dest, label),
+            Some(("raw", _)) => raw_hdrincl(&dest, label),
+            Some(("packet", kind)) => packet(&dest, kind, label),
+            _ => tun(&dest, label),
+        };
+    }
+    match verb {
+        "open" => open(arg, libc::O_RDONLY).map(drop),
+        "reopen" => reopen(arg),
+        "leave-cgroup" => leave_cgroup(arg),
+        "signal-parent" => signal_parent(arg),
+        _ => bail!("unknown action '{verb}' (see --help)"),
     }
 }
 
@@ -219,7 +516,11 @@ fn outcome(result: &Result<()>) -> String {
         Err(e) => match e
             .downcast_ref::<io::Error>()
             .and_then(io::Error::raw_os_error)
-        {
+            .or_else(|| {
+                e.root_cause()
+                    .downcast_ref::<io::Error>()
+                    .and_then(io::Error::raw_os_error)
+            }) {
             Some(libc::EPERM) => "denied".into(),
             _ => format!("error: {e:#}"),
         },
@@ -235,16 +536,12 @@ fn run(args: Args) -> Result<()> {
     }
     for pair in args.actions.chunks(2) {
         // Usage errors stop before anything is tried.
-        match pair[0].as_str() {
-            "open" | "reopen" => {}
-            v if matches!(
-                v.split_once('-'),
-                Some(("connect" | "sendto", "tcp" | "udp" | "ping" | "raw"))
-            ) =>
-            {
-                target(&pair[1], v.ends_with("tcp") || v.ends_with("udp"))?;
+        match (pair[0].as_str(), dest_verb(&pair[0])) {
+            (_, Some(needs_port)) => {
+                Dest::parse(&pair[1], needs_port)?;
             }
-            v => bail!("unknown action '{v}' (see --help)"),
+            ("open" | "reopen" | "leave-cgroup" | "signal-parent", None) => {}
+            (v, None) => bail!("unknown action '{v}' (see --help)"),
         }
     }
     println!("guard_probe pid {}", std::process::id());

@@ -3,8 +3,9 @@
 //! guard_probe's answers.
 
 use std::fs::OpenOptions;
-use std::io::Write;
-use std::net::{TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,12 +107,74 @@ pub fn cgroups_left_by(lesson: &str) -> Vec<PathBuf> {
 }
 
 /// A namespace with TARGET4 and TARGET6 on its loopback, TCP listeners on
-/// ports 80 and 81 of both, UDP sockets bound there too, and ping sockets
-/// allowed for root.
+/// ports 80 and 81 of both and on port 80 of the loopback addresses
+/// (127.0.0.1, ::1), UDP and UDP-Lite sockets bound there too, ping
+/// sockets allowed for every group, and no reverse-path filter (a packet
+/// written to a tun device comes from an address with no route back).
+/// [`Targets::deliveries`] says what reached them.
 pub struct Targets {
     ns: NetNs,
-    _listeners: Vec<TcpListener>,
-    _udp: Vec<UdpSocket>,
+    listeners: Vec<TcpListener>,
+    /// UDP and UDP-Lite sockets, with what to call them in a delivery.
+    datagram: Vec<(String, OwnedFd)>,
+}
+
+/// The endpoints [`Targets`] listens on.
+const ENDPOINTS: [(&str, u16); 6] = [
+    (TARGET4, 80),
+    (TARGET4, 81),
+    (TARGET6, 80),
+    (TARGET6, 81),
+    ("127.0.0.1", 80),
+    ("::1", 80),
+];
+
+/// A datagram socket (`protocol` UDP or UDP-Lite) bound to `addr`,
+/// non-blocking.
+fn bound_datagram(addr: SocketAddr, protocol: libc::c_int) -> Result<OwnedFd> {
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: socket(2) returns a new fd or -1.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket");
+    }
+    // SAFETY: a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sa = socket2_addr(addr);
+    // SAFETY: sa is a valid sockaddr of the length given.
+    if unsafe { libc::bind(fd.as_raw_fd(), sa.0.as_ptr().cast(), sa.1) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("bind {addr}"));
+    }
+    Ok(fd)
+}
+
+/// `addr` as the bytes of a sockaddr_in or sockaddr_in6, with its length.
+fn socket2_addr(addr: SocketAddr) -> ([u8; 28], libc::socklen_t) {
+    let mut b = [0u8; 28];
+    match addr {
+        SocketAddr::V4(v4) => {
+            b[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&v4.port().to_be_bytes());
+            b[4..8].copy_from_slice(&v4.ip().octets());
+            (b, 16)
+        }
+        SocketAddr::V6(v6) => {
+            b[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&v6.port().to_be_bytes());
+            b[8..24].copy_from_slice(&v6.ip().octets());
+            (b, 28)
+        }
+    }
 }
 
 impl Targets {
@@ -126,35 +189,89 @@ impl Targets {
             "lo",
             "nodad",
         ])?;
-        ns.sysctl("net/ipv4/ping_group_range", "0 0")?;
-        let (listeners, udp) = ns.run(|| -> Result<_> {
+        ns.sysctl("net/ipv4/ping_group_range", "0 2147483647")?;
+        ns.sysctl("net/ipv4/conf/all/rp_filter", "0")?;
+        ns.sysctl("net/ipv4/conf/default/rp_filter", "0")?;
+        let (listeners, datagram) = ns.run(|| -> Result<_> {
             let mut tcp = Vec::new();
-            let mut udp = Vec::new();
-            for addr in [TARGET4.to_string(), format!("[{TARGET6}]")] {
-                for port in [80, 81] {
-                    tcp.push(TcpListener::bind(format!("{addr}:{port}"))?);
-                    udp.push(UdpSocket::bind(format!("{addr}:{port}"))?);
-                }
+            let mut datagram = Vec::new();
+            for (ip, port) in ENDPOINTS {
+                let addr = SocketAddr::new(ip.parse()?, port);
+                let listener = TcpListener::bind(addr)?;
+                listener.set_nonblocking(true)?;
+                tcp.push(listener);
+                datagram.push((
+                    format!("udp {addr}"),
+                    bound_datagram(addr, libc::IPPROTO_UDP)?,
+                ));
+                datagram.push((
+                    format!("udplite {addr}"),
+                    bound_datagram(addr, libc::IPPROTO_UDPLITE)?,
+                ));
             }
-            Ok((tcp, udp))
+            Ok((tcp, datagram))
         })?;
         Ok(Targets {
             ns,
-            _listeners: listeners,
-            _udp: udp,
+            listeners,
+            datagram,
         })
+    }
+
+    /// What reached the endpoints since the last call: the text each
+    /// connection or datagram carried (guard_probe sends `guard_probe VERB
+    /// ARG`), after the endpoint: "udp 192.0.2.1:80 guard_probe sendto-udp
+    /// ...". A connection that sent nothing is "tcp ADDR:PORT (connection)".
+    pub fn deliveries(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for listener in &self.listeners {
+            let local = listener.local_addr().unwrap();
+            while let Ok((mut stream, _)) = listener.accept() {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(1)))
+                    .unwrap();
+                let mut text = String::new();
+                let _ = stream.read_to_string(&mut text);
+                if text.is_empty() {
+                    text = "(connection)".into();
+                }
+                seen.push(format!("tcp {local} {text}"));
+            }
+        }
+        for (name, fd) in &self.datagram {
+            let mut buf = [0u8; 2048];
+            loop {
+                // SAFETY: buf is valid for its length; the socket is ours.
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 0 {
+                    break;
+                }
+                seen.push(format!(
+                    "{name} {}",
+                    String::from_utf8_lossy(&buf[..n as usize])
+                ));
+            }
+        }
+        seen
     }
 
     /// `nsenter --net=... PROBE ARGS`: guard_probe in this namespace, as the
     /// words of a command line.
     pub fn probe(&self, probe: &str, args: &[&str]) -> Vec<String> {
-        let mut words = vec![
-            "nsenter".to_string(),
-            format!("--net=/run/netns/{}", self.ns.name()),
-            probe.to_string(),
-        ];
+        let mut words = self.enter();
+        words.push(probe.to_string());
         words.extend(args.iter().map(|a| a.to_string()));
         words
+    }
+
+    /// `nsenter --net=...`: what runs a command in this namespace.
+    pub fn enter(&self) -> Vec<String> {
+        vec![
+            "nsenter".to_string(),
+            format!("--net=/run/netns/{}", self.ns.name()),
+        ]
     }
 }
 
@@ -177,10 +294,10 @@ impl ProbeOutput {
         let answers = stdout
             .iter()
             .filter(|l| {
-                l.starts_with("connect-")
-                    || l.starts_with("sendto-")
-                    || l.starts_with("open ")
-                    || l.starts_with("reopen ")
+                !l.starts_with('{')
+                    && !l.starts_with("DENIED ")
+                    && !l.starts_with("guard_probe pid ")
+                    && l.split(' ').count() >= 3
             })
             .map(|l| {
                 let mut words = l.splitn(3, ' ');
@@ -223,12 +340,15 @@ pub const POLICY: [&str; 4] = ["--deny", "192.0.2.1:80", "--deny", "2001:db8::1"
 
 /// What both guards must deny and allow under [`POLICY`], whatever the
 /// program type: TCP over both families, the IPv4 address written as an
-/// IPv4-mapped IPv6 one, UDP with sendto() and with connect(), TCP Fast
-/// Open (a sendto() that connects), ICMP echo and raw sockets.
-pub const CONNECT_CASES: [Case; 14] = [
+/// IPv4-mapped IPv6 one and in the NAT64 prefix, UDP with sendto() and
+/// with connect(), TCP Fast Open (a sendto() that connects), ICMP echo and
+/// raw sockets; the broadcast and multicast addresses (rule 0, the
+/// guard's own refusal).
+pub const CONNECT_CASES: [Case; 18] = [
     case("connect-tcp 192.0.2.1:80", Some(1)),
     case("connect-tcp [2001:db8::1]:81", Some(2)),
     case("connect-tcp [::ffff:192.0.2.1]:80", Some(1)),
+    case("connect-tcp [64:ff9b::192.0.2.1]:80", Some(1)),
     case("sendto-udp 192.0.2.1:80", Some(1)),
     case("sendto-udp [2001:db8::1]:80", Some(2)),
     case("connect-udp 192.0.2.1:80", Some(1)),
@@ -236,6 +356,9 @@ pub const CONNECT_CASES: [Case; 14] = [
     case("connect-ping 2001:db8::1", Some(2)),
     case("sendto-ping 2001:db8::1", Some(2)),
     case("sendto-raw 2001:db8::1", Some(2)),
+    case("sendto-udp 255.255.255.255:80", Some(0)),
+    case("sendto-udp 224.0.0.1:80", Some(0)),
+    case("sendto-udp [ff02::1]:80", Some(0)),
     case("connect-tcp 192.0.2.1:81", None),
     case("connect-tcp [::ffff:192.0.2.1]:81", None),
     case("sendto-udp 192.0.2.1:81", None),
@@ -251,7 +374,7 @@ pub struct GuardRun {
     pub status: std::process::ExitStatus,
 }
 
-/// Runs `guard --json ARGS -- nsenter ... probe ACTIONS` to the end.
+/// Runs `nsenter ... guard --json ARGS -- probe ACTIONS` to the end.
 pub fn run_guarded(
     guard: &str,
     args: &[&str],
@@ -272,12 +395,18 @@ pub fn run_guarded_in(
     actions: &[&str],
 ) -> GuardRun {
     let words: Vec<&str> = actions.iter().flat_map(|a| a.split(' ')).collect();
-    let out = Command::new(guard)
+    // The guard runs in the namespace (nsenter execs it): the command it
+    // starts may have no privileges with which to enter one.
+    let enter = targets.enter();
+    let out = Command::new(&enter[0])
         .current_dir(cwd)
+        .args(&enter[1..])
+        .arg(guard)
         .arg("--json")
         .args(args)
         .arg("--")
-        .args(targets.probe(probe, &words))
+        .arg(probe)
+        .args(&words)
         .output()
         .expect("running the guard");
     let stdout: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -537,10 +666,12 @@ pub fn as_chapter_shows(stdout: &[String], stderr: &[String]) -> String {
 /// of a chapter's run is denied, so nothing is sent) and returns the text
 /// [`as_chapter_shows`] makes of it.
 pub fn chapter_run(guard: &str, args: &[&str], probe: &str, actions: &[&str]) -> String {
+    // The command runs as nobody (no sudo here): a copy it can run.
+    let probe = ProbeCopy::new(probe);
     let out = Command::new(guard)
         .args(args)
         .arg("--")
-        .arg(probe)
+        .arg(probe.path())
         .args(actions)
         .output()
         .expect("running the guard");
@@ -648,4 +779,245 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// cgroups that killed guards left, and the tests look for those.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A copy of guard_probe that any user can run, removed on drop: a guarded
+/// command runs as an unprivileged user, who may not reach the checkout
+/// (a clone under /root, say).
+pub struct ProbeCopy {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl ProbeCopy {
+    pub fn new(probe: &str) -> ProbeCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "lebpf-probe-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("guard_probe");
+        std::fs::copy(probe, &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ProbeCopy { dir, path }
+    }
+
+    pub fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for ProbeCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The policy the ways around are tried against: TARGET4's port 80, every
+/// port of TARGET6, and the loopback addresses that the unspecified
+/// address stands for.
+pub const BYPASS_POLICY: [&str; 8] = [
+    "--deny",
+    "192.0.2.1:80",
+    "--deny",
+    "2001:db8::1",
+    "--deny",
+    "127.0.0.1:80",
+    "--deny",
+    "::1",
+];
+
+/// A way around an address policy: a guard_probe action and the endpoint
+/// of [`Targets`] it reaches when nothing stops it (as [`Targets::deliveries`]
+/// names it), denied by [`BYPASS_POLICY`].
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt {
+    pub action: &'static str,
+    pub reaches: &'static str,
+    /// Only root can try it (a raw or packet socket, a tun device).
+    pub needs_root: bool,
+    /// What no cgroup program sees: packet sockets and tun devices.
+    pub below_ip: bool,
+}
+
+const fn attempt(action: &'static str, reaches: &'static str) -> Attempt {
+    Attempt {
+        action,
+        reaches,
+        needs_root: false,
+        below_ip: false,
+    }
+}
+
+const fn as_root(a: Attempt, below_ip: bool) -> Attempt {
+    Attempt {
+        needs_root: true,
+        below_ip,
+        ..a
+    }
+}
+
+/// Other protocols (UDP-Lite), the unspecified address in every spelling
+/// (with and without a bound source), AF_UNSPEC, 24-byte IPv6 addresses,
+/// raw sockets whose header or payload names the port or the address,
+/// packet sockets and a tun device.
+pub const ATTEMPTS: [Attempt; 24] = [
+    attempt("connect-udplite 192.0.2.1:80", "udplite 192.0.2.1:80"),
+    attempt("sendto-udplite 192.0.2.1:80", "udplite 192.0.2.1:80"),
+    attempt(
+        "connect-udplite [2001:db8::1]:80",
+        "udplite [2001:db8::1]:80",
+    ),
+    attempt("connect-tcp 0.0.0.0:80", "tcp 127.0.0.1:80"),
+    attempt("connect-tcp [::]:80", "tcp [::1]:80"),
+    attempt("connect-tcp 0.0.0.0:80,from=192.0.2.1", "tcp 192.0.2.1:80"),
+    attempt(
+        "connect-tcp [::ffff:0.0.0.0]:80,from=::ffff:192.0.2.1",
+        "tcp 192.0.2.1:80",
+    ),
+    attempt("sendto-udp 0.0.0.0:80", "udp 127.0.0.1:80"),
+    attempt("sendto-udp [::]:80", "udp [::1]:80"),
+    attempt("sendto-udp 0.0.0.0:80,from=192.0.2.1", "udp 192.0.2.1:80"),
+    attempt(
+        "sendto-udp [::ffff:0.0.0.0]:80,from=::ffff:192.0.2.1",
+        "udp 192.0.2.1:80",
+    ),
+    attempt("connect-udp 0.0.0.0:80,from=192.0.2.1", "udp 192.0.2.1:80"),
+    attempt("sendto-udp 192.0.2.1:80,family=unspec", "udp 192.0.2.1:80"),
+    attempt(
+        "sendto-udplite 192.0.2.1:80,family=unspec",
+        "udplite 192.0.2.1:80",
+    ),
+    attempt(
+        "connect-tcp [2001:db8::1]:80,len=24",
+        "tcp [2001:db8::1]:80",
+    ),
+    attempt(
+        "connect-tcp [::ffff:192.0.2.1]:80,len=24",
+        "tcp 192.0.2.1:80",
+    ),
+    attempt("sendto-udp [2001:db8::1]:80,len=24", "udp [2001:db8::1]:80"),
+    attempt(
+        "connect-udp [::ffff:192.0.2.1]:80,len=24",
+        "udp 192.0.2.1:80",
+    ),
+    as_root(attempt("raw-udp 192.0.2.1:80", "udp 192.0.2.1:80"), false),
+    as_root(
+        attempt("raw-hdrincl 192.0.2.1:80,via=127.0.0.2", "udp 192.0.2.1:80"),
+        false,
+    ),
+    as_root(attempt("packet-raw 192.0.2.1:80", "udp 192.0.2.1:80"), true),
+    as_root(
+        attempt("packet-dgram 192.0.2.1:80", "udp 192.0.2.1:80"),
+        true,
+    ),
+    as_root(
+        attempt("packet-sockpacket 192.0.2.1:80", "udp 192.0.2.1:80"),
+        true,
+    ),
+    as_root(attempt("tun 192.0.2.1:80", "udp 192.0.2.1:80"), true),
+];
+
+impl Attempt {
+    /// What [`Targets::deliveries`] shows when this attempt got through.
+    pub fn delivery(&self) -> String {
+        format!("{} guard_probe {}", self.reaches, self.action)
+    }
+}
+
+/// Each attempt, with no guard, reaches its endpoint: the attempts are real
+/// ways to the denied addresses on this kernel.
+pub fn assert_attempts_reach(targets: &Targets, probe: &str) {
+    // A kernel that builds tun as a module makes /dev/net/tun when it loads.
+    if !Path::new("/dev/net/tun").exists() {
+        let _ = Command::new("modprobe").arg("tun").status();
+    }
+    let words: Vec<&str> = ATTEMPTS.iter().flat_map(|a| a.action.split(' ')).collect();
+    let out = probe_in(probe, targets, None, &words);
+    let delivered = targets.deliveries();
+    for a in ATTEMPTS {
+        assert_eq!(out.outcome(a.action), "ok", "{} without a guard", a.action);
+        assert!(
+            delivered.contains(&a.delivery()),
+            "{} did not reach {} without a guard: {delivered:?}",
+            a.action,
+            a.reaches
+        );
+    }
+}
+
+/// Every attempt under `guard --user USER` and [`BYPASS_POLICY`]: the
+/// run, and what reached the targets.
+pub fn attempts_under(
+    guard: &str,
+    user: &str,
+    targets: &Targets,
+    probe: &str,
+) -> (GuardRun, Vec<String>) {
+    let mut args = BYPASS_POLICY.to_vec();
+    args.extend(["--user", user]);
+    let actions: Vec<&str> = ATTEMPTS.iter().map(|a| a.action).collect();
+    targets.deliveries();
+    let run = run_guarded(guard, &args, targets, probe, &actions);
+    assert!(run.status.success(), "{}", run.stderr);
+    let delivered = targets.deliveries();
+    (run, delivered)
+}
+
+/// Asserts that `attempt` failed under the guard and nothing of it arrived.
+pub fn assert_stopped(run: &GuardRun, delivered: &[String], attempt: &Attempt, user: &str) {
+    let outcome = run.probe.outcome(attempt.action);
+    assert_ne!(outcome, "ok", "{} as {user} got through", attempt.action);
+    assert!(
+        !delivered.contains(&attempt.delivery()),
+        "{} as {user} reached {} ({outcome})",
+        attempt.action,
+        attempt.reaches
+    );
+}
+
+/// The ways out of the policy itself, tried by the guarded command: is it
+/// allowed to signal the guard (signal 0 only asks), can it move itself
+/// into `elsewhere`, and then reach the denied address?
+pub fn escape_actions(elsewhere: &Path) -> Vec<String> {
+    vec![
+        "signal-parent".into(),
+        "0".into(),
+        "leave-cgroup".into(),
+        elsewhere.display().to_string(),
+        "connect-tcp".into(),
+        "192.0.2.1:80".into(),
+    ]
+}
+
+/// As nobody: signal 0 to the guard is refused, the move to another cgroup
+/// is refused, and the denied address stays denied. As root: all three
+/// succeed, and the guard said it would.
+pub fn assert_cannot_leave(guard: &str, probe: &str) {
+    let targets = Targets::new().unwrap();
+    let probe = ProbeCopy::new(probe);
+    let elsewhere = TestCgroup::new().unwrap();
+    let escape = escape_actions(elsewhere.path());
+    let words: Vec<&str> = escape.iter().map(String::as_str).collect();
+    let actions: Vec<String> = words.chunks(2).map(|p| p.join(" ")).collect();
+    let actions: Vec<&str> = actions.iter().map(String::as_str).collect();
+    for (user, expect_ok) in [("nobody", false), ("root", true)] {
+        let mut args = POLICY.to_vec();
+        args.extend(["--user", user]);
+        let run = run_guarded(guard, &args, &targets, probe.path(), &actions);
+        assert!(run.status.success(), "{}", run.stderr);
+        for action in &actions {
+            let outcome = run.probe.outcome(action);
+            assert_eq!(outcome == "ok", expect_ok, "{action} as {user}: {outcome}");
+        }
+        assert_eq!(
+            run.stderr.contains("warning: the command runs as root"),
+            expect_ok,
+            "{}",
+            run.stderr
+        );
+    }
 }

@@ -45,10 +45,11 @@ pub struct GuardArgs {
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     pub verbose: bool,
-    /// Run COMMAND as USER (a name or a uid), without privileges: it cannot
-    /// leave the cgroup or stop the guard. Default: the user who ran sudo,
-    /// or nobody. `--user root` keeps root's privileges, with which a
-    /// command can leave the policy
+    /// Run COMMAND as USER (a name or a uid), without privileges, so that it
+    /// cannot leave the cgroup or stop the guard [default: nobody]. USER's
+    /// other processes are outside the policy: pick one that runs nothing
+    /// else. `--user root` keeps root's privileges, with which the command
+    /// can leave the policy
     #[arg(long, value_name = "USER", value_parser = parse_user, conflicts_with = "cgroup")]
     pub user: Option<User>,
     /// Run COMMAND in a new cgroup under the policy, and exit with its status
@@ -60,15 +61,11 @@ fn parse_user(s: &str) -> Result<User, String> {
     User::lookup(s).map_err(|e| e.to_string())
 }
 
-/// Who runs a guarded command: `--user`, else the user who ran sudo
-/// (SUDO_UID), else nobody.
+/// Who runs a guarded command: `--user`, else nobody.
 pub fn command_user(args: &GuardArgs) -> Result<User> {
-    if let Some(user) = &args.user {
-        return Ok(user.clone());
-    }
-    match std::env::var("SUDO_UID") {
-        Ok(uid) if uid != "0" => User::lookup(&uid),
-        _ => User::lookup("nobody")
+    match &args.user {
+        Some(user) => Ok(user.clone()),
+        None => User::lookup("nobody")
             .context("no user 'nobody' to run the command as: give one with --user USER"),
     }
 }
@@ -370,10 +367,6 @@ impl TargetCgroup {
         Ok(child)
     }
     // ANCHOR_END: spawn
-
-    fn is_empty(&self) -> bool {
-        std::fs::read_to_string(self.path.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
-    }
 }
 
 /// Marks every descriptor from `first` up close-on-exec (close_range,
@@ -398,8 +391,45 @@ fn close_on_exec_from(first: u32) {
     }
 }
 
-/// Removes `<lesson>-<pid>` cgroups whose guard no longer runs. rmdir
-/// fails on a cgroup that still has processes: those are left alone.
+/// The processes in the cgroup `dir` (not those of cgroups below it).
+fn cgroup_pids(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Kills every process in the cgroup `dir` and waits (2 s at most) until
+/// it is empty: `cgroup.kill` (Linux 5.14), or SIGKILL to each pid it
+/// lists on older kernels. True when it is empty.
+fn kill_all(dir: &Path) -> bool {
+    if cgroup_pids(dir).is_empty() {
+        return true;
+    }
+    let by_cgroup = std::fs::write(dir.join("cgroup.kill"), "1").is_ok();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let pids = cgroup_pids(dir);
+        if pids.is_empty() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        if !by_cgroup {
+            for pid in pids {
+                // SAFETY: kill(2) on a process of a cgroup this guard made.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes `<lesson>-<pid>` cgroups whose guard no longer runs, ending
+/// what still runs in them: processes a killed guard's command started,
+/// which ran on without the policy.
 fn remove_stale(root: &Path, lesson: &str) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
@@ -412,9 +442,20 @@ fn remove_stale(root: &Path, lesson: &str) {
                 .ok()
         });
         let Some(pid) = pid else { continue };
-        if !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_dir(&path).is_ok() {
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let left = cgroup_pids(&path).len();
+        if kill_all(&path) && std::fs::remove_dir(&path).is_ok() {
+            let ended = match left {
+                0 => String::new(),
+                n => format!(
+                    " (ended {n} process{} it left running unguarded)",
+                    if n == 1 { "" } else { "es" }
+                ),
+            };
             eprintln!(
-                "note: removed {}, left by a {lesson} that was killed",
+                "note: removed {}, left by a {lesson} that was killed{ended}",
                 path.display()
             );
         }
@@ -427,14 +468,8 @@ impl Drop for TargetCgroup {
             return;
         }
         // What the command left running (a daemon it started) would keep
-        // the cgroup alive: kill it (cgroup.kill, Linux 5.14+) first.
-        if !self.is_empty() {
-            let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !self.is_empty() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        // the cgroup alive: end it first.
+        kill_all(&self.path);
         if let Err(e) = std::fs::remove_dir(&self.path) {
             eprintln!(
                 "warning: cannot remove the cgroup {}: {e}",

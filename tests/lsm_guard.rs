@@ -101,8 +101,8 @@ fn denies_what_is_listed_and_nothing_else() {
     // As root: the programs, not the missing privileges, must refuse.
     let mut args = POLICY.to_vec();
     args.extend(["--deny-path", secret, "--user", "root"]);
-    // The address rules check the destination of ping sockets: one to an
-    // address with no rule is let through. Raw sockets are refused when
+    // The address rules check the destination of ping sockets: one to
+    // 192.0.2.1, whose rule names port 80, is let through (no port). Raw sockets are refused when
     // they are made (rule 0): their header and payload are the caller's.
     let mut cases = CONNECT_CASES.to_vec();
     cases.push(case("connect-ping 192.0.2.1", None));
@@ -211,28 +211,28 @@ fn chapter_run_it_output() {
     if !lsm_runs_here("chapter_run_it_output") {
         return;
     }
-    let link = PathBuf::from("/tmp/shadow-link");
+    let link = PathBuf::from("/tmp/hostname-link");
     let _ = std::fs::remove_file(&link);
-    symlink("/etc/shadow", &link).unwrap();
+    symlink("/etc/hostname", &link).unwrap();
     let text = chapter_run(
         BIN,
-        &["--deny", "192.0.2.1:80", "--deny-path", "/etc/shadow"],
+        &["--deny", "192.0.2.1:80", "--deny-path", "/etc/hostname"],
         PROBE,
         &[
             "connect-tcp",
             "192.0.2.1:80",
             "connect-tcp",
-            "[::ffff:192.0.2.1]:80",
+            "[::ffff:192.0.2.1]:80,len=24",
             "sendto-udp",
-            "192.0.2.1:80",
-            "open",
-            "/etc/shadow",
-            "open",
-            "/tmp/shadow-link",
-            "reopen",
-            "/etc/shadow",
+            "192.0.2.1:80,family=unspec",
             "open",
             "/etc/hostname",
+            "open",
+            "/tmp/hostname-link",
+            "reopen",
+            "/etc/hostname",
+            "open",
+            "/etc/os-release",
         ],
     );
     std::fs::remove_file(&link).unwrap();

@@ -1,5 +1,6 @@
 //! cgroup_guard: lsm_guard's connect policy with cgroup socket-address
-//! programs (connect4, connect6, sendmsg4, sendmsg6), attached to one cgroup
+//! programs (connect4, connect6, sendmsg4, sendmsg6) and a sock_create
+//! program that allows only TCP and UDP sockets, attached to one cgroup
 //! with bpf_link.
 //!
 //! The kernel side is bpf/cgroup_guard.bpf.c; the chapter is
@@ -19,7 +20,7 @@ use learning_ebpf_rs::{cli, errors, signals};
 const EXAMPLES: &str = "\
 EXAMPLES:
     cgroup_guard --deny 192.0.2.1:443 -- bash
-                                     # a shell that cannot reach 192.0.2.1:443
+                                     # a shell, as nobody, that cannot reach 192.0.2.1:443
     cgroup_guard --deny 2001:db8::1 --cgroup /sys/fs/cgroup/app
                                      # every port of 2001:db8::1, for a cgroup";
 

@@ -18,8 +18,8 @@ use learning_ebpf_rs::{cli, errors, signals};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
-    lsm_guard --deny 192.0.2.1:443 --deny-path /etc/shadow -- bash
-                                     # a shell that can do neither
+    lsm_guard --deny 192.0.2.1:443 --deny-path /etc/hostname -- bash
+                                     # a shell, as nobody, that can do neither
     lsm_guard --deny 2001:db8::1 --cgroup /sys/fs/cgroup/app
                                      # every port of 2001:db8::1, for a cgroup";
 

@@ -580,7 +580,20 @@ pub fn assert_counts_drops(guard: &str, probe: &str) {
 }
 
 /// The bad command lines both guards refuse in one line, leaving no cgroup.
-pub const BAD_INPUTS: [BadInput<'static>; 7] = [
+pub const BAD_INPUTS: [BadInput<'static>; 8] = [
+    BadInput {
+        name: "a user that does not exist",
+        args: &[
+            "--deny",
+            "192.0.2.1",
+            "--user",
+            "no-such-user",
+            "--",
+            "true",
+        ],
+        exit: Exit::Code(2),
+        says: "no user 'no-such-user' in the password database (--user)",
+    },
     BadInput {
         name: "a cgroup that does not exist",
         args: &[
@@ -767,9 +780,62 @@ pub fn assert_command_mode_leaves_nothing(guard: &str, lesson: &str) {
     let stderr = String::from_utf8_lossy(&next.stderr);
     assert!(next.status.success(), "{stderr}");
     assert!(
-        stderr.contains(&format!("note: removed {}", cgroup.display())),
+        stderr.contains(&format!(
+            "note: removed {}, left by a {lesson} that was killed\n",
+            cgroup.display()
+        )),
         "{stderr}"
     );
+    assert!(!cgroup.exists());
+
+    // SIGKILL again, with a process the command started in the background:
+    // it outlives the guard, in the cgroup and unguarded, until the next
+    // run ends it.
+    // (The sleep must not hold the guard's output open: finish() reads it to
+    // the end.)
+    let (running, cgroup, _) = start(&["sh", "-c", "sleep 30 </dev/null >/dev/null 2>&1 & wait"]);
+    let procs = cgroup.join("cgroup.procs");
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    // The shell is the guard's child; the sleep is the shell's.
+    let mut pair = None;
+    wait_until(Duration::from_secs(5), || {
+        let pids: Vec<u32> = std::fs::read_to_string(&procs)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        let shell = pids
+            .iter()
+            .copied()
+            .find(|&p| parent_of(p) == Some(running.pid()));
+        let sleep = shell.and_then(|sh| pids.iter().copied().find(|&p| parent_of(p) == Some(sh)));
+        pair = shell.zip(sleep);
+        pair.is_some()
+    });
+    let (shell, background) = pair.expect("the shell and its background sleep in the cgroup");
+    running.signal(libc::SIGKILL).unwrap();
+    let _ = running.finish(Duration::from_secs(10));
+    assert!(wait_until(Duration::from_secs(5), || is_gone(shell)));
+    assert!(!is_gone(background), "the chapter says it runs on");
+    let next = Command::new(guard)
+        .args(rule)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&next.stderr);
+    assert!(
+        stderr.contains("(ended 1 process it left running unguarded)"),
+        "{stderr}"
+    );
+    assert!(wait_until(Duration::from_secs(5), || is_gone(background)));
     assert!(!cgroup.exists());
 }
 

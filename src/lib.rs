@@ -10,6 +10,7 @@ pub mod cli;
 pub mod errors;
 pub mod guard;
 pub mod hist;
+pub mod lessons;
 pub mod link;
 pub mod maps;
 pub mod netif;

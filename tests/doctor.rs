@@ -103,6 +103,14 @@ fn finds_what_this_kernel_allows() {
             "{lesson} on {series}"
         );
     }
+    if series == "6.18" {
+        let text = Command::new(BIN).output().unwrap();
+        testkit::chapter::assert_sample(
+            "docs/doctor.md",
+            "doctor_run",
+            &String::from_utf8_lossy(&text.stdout),
+        );
+    }
     for name in [
         "kernel",
         "bpffs",

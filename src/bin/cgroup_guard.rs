@@ -33,6 +33,7 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<i32> {
+    learning_ebpf_rs::lessons::require_kernel("cgroup_guard")?;
     cli::init_libbpf_log(args.guard.verbose);
     privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
     let policy = Policy::new(args.guard.deny.clone(), Vec::new())?;

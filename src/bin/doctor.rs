@@ -22,12 +22,13 @@ use serde::Serialize;
 use learning_ebpf_rs::privileges::{has_cap, Cap};
 use learning_ebpf_rs::skel::ct_probe::CtProbeSkelBuilder;
 use learning_ebpf_rs::skel::probes::{ProbesSkel, ProbesSkelBuilder};
-use learning_ebpf_rs::{cli, pin, report};
+use learning_ebpf_rs::{cli, lessons, pin, report};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
-    doctor           # the checks, then the lessons
-    doctor --json    # the same as one JSON object";
+    doctor                   # the checks, then the lessons
+    doctor --json            # the same as one JSON object
+    doctor --kernel 5.15.0   # which lessons a 5.15 kernel is too old for";
 
 /// Say what this machine can run, and what to do about what it cannot.
 #[derive(Parser)]
@@ -39,6 +40,10 @@ struct Args {
     /// Show libbpf's messages while probing (why a probe failed)
     #[arg(short, long)]
     verbose: bool,
+    /// Judge the lessons' kernel minimums against RELEASE (5.15.0, say)
+    /// instead of this kernel's; the probes still test this kernel
+    #[arg(long, value_name = "RELEASE")]
+    kernel: Option<String>,
 }
 
 /// How a check came out.
@@ -406,61 +411,43 @@ fn tool_checks() -> Vec<Check> {
     checks
 }
 
-// ANCHOR: lessons
-/// What each lesson needs beyond the basics (BTF, privileges): names of
-/// checks that must be ok. The list is the book's (docs/lessons.md).
-const LESSONS: [(&str, &[&str]); 16] = [
-    ("tc_classifier", &[]),
-    ("xdp_firewall", &["bpffs"]),
-    ("execsnoop", &["tracefs"]),
-    ("runqlat", &[]),
-    ("uprobe", &[]),
-    ("fentry", &["fentry"]),
-    ("load_balancer", &["conntrack_kfuncs"]),
-    ("lsm_guard", &["securityfs", "bpf_lsm", "lsm_programs"]),
-    ("cgroup_guard", &["cgroup2"]),
-    ("socket_filter", &[]),
-    ("lwt_filter", &[]),
-    ("races", &["two_cpus"]),
-    ("map_types", &["two_cpus"]),
-    ("pinning", &["bpffs"]),
-    ("verifier", &[]),
-    ("debugging", &["bpffs", "tracefs"]),
-];
-// ANCHOR_END: lessons
-
 #[derive(Serialize)]
 struct Lesson {
     lesson: &'static str,
     runs: bool,
     /// Why not, when it cannot run here.
     reason: Option<String>,
+    /// The checks that failed for it, fixable here (FAIL).
+    #[serde(skip)]
+    fixable: bool,
 }
 
-fn lessons(checks: &[Check]) -> Vec<Lesson> {
-    LESSONS
+// ANCHOR: lessons
+/// Each lesson of src/lessons.rs, judged: the kernel's release against the
+/// lesson's minimum, then the checks it needs (BTF and the privileges, and
+/// its own).
+fn lessons(checks: &[Check], release: &str) -> Vec<Lesson> {
+    lessons::LESSONS
         .iter()
-        .map(|(lesson, needs)| {
+        .map(|lesson| {
             let blocking: Vec<&Check> = ["kernel", "privileges"]
                 .iter()
-                .chain(needs.iter())
+                .chain(lesson.needs.iter())
                 .filter_map(|n| checks.iter().find(|c| c.name == *n))
                 .filter(|c| c.status != Status::Ok)
                 .collect();
+            let mut why: Vec<String> = lesson.too_old(release).into_iter().collect();
+            why.extend(blocking.iter().map(|c| format!("{}: {}", c.name, c.detail)));
             Lesson {
-                lesson,
-                runs: blocking.is_empty(),
-                reason: (!blocking.is_empty()).then(|| {
-                    let why: Vec<String> = blocking
-                        .iter()
-                        .map(|c| format!("{}: {}", c.name, c.detail))
-                        .collect();
-                    why.join("; ")
-                }),
+                lesson: lesson.name,
+                runs: why.is_empty(),
+                reason: (!why.is_empty()).then(|| why.join("; ")),
+                fixable: blocking.iter().any(|c| c.status == Status::Fail),
             }
         })
         .collect()
 }
+// ANCHOR_END: lessons
 
 #[derive(Serialize)]
 struct Report {
@@ -490,17 +477,14 @@ fn run(args: Args) -> Result<i32> {
         checks.extend(feature_checks());
     }
     checks.extend(tool_checks());
-    let lessons = lessons(&checks);
+    let release = args.kernel.clone().unwrap_or_else(lessons::kernel_release);
+    let lessons = lessons(&checks, &release);
     // Fixable: a lesson blocked by a check that failed (not one the kernel
     // lacks).
-    let fixable = lessons.iter().any(|l| {
-        !l.runs
-            && checks.iter().any(|c| {
-                c.status == Status::Fail && l.reason.as_deref().is_some_and(|r| r.contains(c.name))
-            })
-    }) || checks
-        .iter()
-        .any(|c| c.name == "clang" && c.status == Status::Fail);
+    let fixable = lessons.iter().any(|l| l.fixable)
+        || checks
+            .iter()
+            .any(|c| c.name == "clang" && c.status == Status::Fail);
     let report = Report { checks, lessons };
     if args.json {
         report::print_json(&report)?;

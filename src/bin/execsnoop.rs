@@ -147,6 +147,7 @@ impl Printer {
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("execsnoop")?;
     cli::init_libbpf_log(args.verbose);
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
     require_tracefs()?;

@@ -67,6 +67,7 @@ fn load_error(e: libbpf_rs::Error, function: &str) -> anyhow::Error {
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("fentry")?;
     cli::init_libbpf_log(args.verbose);
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
     let stop = signals::Stop::install()?;

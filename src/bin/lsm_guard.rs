@@ -72,6 +72,7 @@ fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
 }
 
 fn run(args: Args) -> Result<i32> {
+    learning_ebpf_rs::lessons::require_kernel("lsm_guard")?;
     cli::init_libbpf_log(args.guard.verbose);
     privileges::require(&[Cap::Bpf, Cap::Perfmon, Cap::SysAdmin])?;
     require_bpf_lsm()?;

@@ -143,6 +143,7 @@ fn print_report(now: &[lwt_count], json: bool) -> Result<()> {
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("lwt_filter")?;
     cli::init_libbpf_log(args.verbose);
     // Check the input before anything is loaded or added.
     let hop = match (&args.via, &args.dev) {

@@ -475,6 +475,7 @@ fn run_bench(skel: &mut MapTypesSkel, args: &Args) -> Result<()> {
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("map_types")?;
     if args.cpus.len() != 2 {
         bail!("--cpus takes two CPUs, A,B (not {})", args.cpus.len());
     }

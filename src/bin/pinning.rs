@@ -296,6 +296,7 @@ fn unpin(dir: &Path) -> Result<()> {
 // ANCHOR_END: unpin
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("pinning")?;
     cli::init_libbpf_log(args.verbose);
     privileges::require(&[Cap::Bpf])?;
     if args.show {

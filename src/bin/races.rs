@@ -131,6 +131,7 @@ fn observed(skel: &RacesSkel, way: &str) -> Result<u64> {
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("races")?;
     cli::init_libbpf_log(args.verbose);
     if args.cpus.len() != 2 {
         bail!("--cpus takes two CPUs, A,B (not {})", args.cpus.len());

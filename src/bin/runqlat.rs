@@ -52,6 +52,7 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("runqlat")?;
     cli::init_libbpf_log(args.verbose);
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
     let stop = signals::Stop::install()?;

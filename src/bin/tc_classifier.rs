@@ -133,6 +133,7 @@ fn report(
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("tc_classifier")?;
     cli::init_libbpf_log(args.verbose);
     // Check the input before anything is loaded, so a mistake leaves no trace.
     let ifindex = netif::ifindex(&args.iface)?;

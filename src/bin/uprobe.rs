@@ -157,6 +157,7 @@ impl Printer<'_> {
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("uprobe")?;
     cli::init_libbpf_log(args.verbose);
     // A path must exist; a bare library name is looked up by libbpf.
     if args.binary.contains('/') && !Path::new(&args.binary).exists() {

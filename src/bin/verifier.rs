@@ -311,6 +311,7 @@ fn print_case(case: &Case, out: &Outcome, full: bool) {
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("verifier")?;
     if args.list {
         for case in &CASES {
             println!("{:<20} {}", case.name, case.what);

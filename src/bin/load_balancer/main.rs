@@ -138,6 +138,7 @@ enum Proto {
 }
 
 fn run(args: RunArgs) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("load_balancer")?;
     cli::init_libbpf_log(args.verbose);
     let iface = args.iface.clone().unwrap_or_default();
     let vip = args.vip.ok_or_else(|| anyhow!("--vip is required"))?;

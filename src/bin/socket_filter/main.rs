@@ -322,6 +322,7 @@ fn datagrams(sock: &UdpSocket, args: &Args, stop: &signals::Stop) -> Result<()> 
 }
 
 fn run(args: Args) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("socket_filter")?;
     cli::init_libbpf_log(args.verbose);
     let filter = Filter::parse(&args.expression)?;
     if args.prefix.len() > 16 {

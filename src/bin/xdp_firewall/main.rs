@@ -223,6 +223,7 @@ fn attached_mode(ifindex: u32) -> &'static str {
 }
 
 fn run(args: RunArgs) -> Result<()> {
+    learning_ebpf_rs::lessons::require_kernel("xdp_firewall")?;
     cli::init_libbpf_log(args.verbose);
     let iface = args.iface.clone().unwrap_or_default();
     // Check the input before anything is loaded, so a mistake leaves no trace.

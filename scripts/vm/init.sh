@@ -11,7 +11,23 @@ while read -r m; do insmod "/mods/$m"; done </modules
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 hostroot /host
 job=$(sed -n 's/.*lebpf_job=\([^ ]*\).*/\1/p' /proc/cmdline)
 cp "/host$job" /job.sh
+# The job runs in the host's directory it names (its first line, `cd DIR`).
+# A writable /tmp is a tmpfs over the host's: a DIR under /tmp (a checkout
+# cloned there) would vanish under it, so its top directory is bound back
+# over the tmpfs, read-only as the rest of the host.
+keep=""
+case "$(sed -n '1s/^cd //p' /job.sh)" in
+/tmp/?*)
+	keep=$(sed -n '1s/^cd //p' /job.sh | cut -d/ -f1-3)
+	mkdir -p /keep
+	mount -o bind "/host$keep" /keep
+	;;
+esac
 mount -t tmpfs tmpfs /host/tmp
+if [ -n "$keep" ]; then
+	mkdir -p "/host$keep"
+	mount -o bind /keep "/host$keep"
+fi
 mount -t tmpfs tmpfs /host/run
 mkdir -p /host/run/netns
 mount -t proc proc /host/proc

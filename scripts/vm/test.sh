@@ -16,6 +16,9 @@ cd "$(dirname "$0")/../.."
 kernel=${1:?usage: scripts/vm/test.sh KERNEL   (6.1 or 6.12)}
 skip=" book demos "
 
+# The VM sees this checkout read-only: what its tests build with make
+# (the raw objects that iproute2 loads) is built here first.
+make -s raw
 bins=$(cargo test --no-run --tests --message-format=json 2>/dev/null |
 	sed -n 's/.*"kind":\["test"\].*"executable":"\([^"]*\)".*/\1/p')
 [ -n "$bins" ] || { echo "no test binaries built (run cargo test --no-run to see why)" >&2; exit 1; }

@@ -16,6 +16,7 @@
 use std::mem::MaybeUninit;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, AsRawFd};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -94,14 +95,35 @@ fn test_run_bench() {
     }
     let pass = udp_frame([10, 0, 0, 1], [10, 0, 0, 2]);
     let drop = udp_frame([192, 0, 2, 1], [10, 0, 0, 2]);
+    // The peer's list: as many source addresses (its map holds exact
+    // addresses, 10,000 at most), the blocked one among them.
+    let mut addrs: Vec<[u8; 4]> = prefixes
+        .iter()
+        .take(PREFIXES as usize - 1)
+        .map(|p| p.lpm_key()[4..8].try_into().unwrap())
+        .collect();
+    addrs.push([192, 0, 2, 1]);
+    let peer = XdpFilter::load(&addrs);
 
     let mut rows: Vec<(&str, Vec<f64>)> = vec![
         ("xdp_noop (baseline)", vec![]),
         ("pass, no rate limit", vec![]),
         ("pass, with rate limit", vec![]),
         ("drop (blocklisted)", vec![]),
+        ("xdp-filter pass", vec![]),
+        ("xdp-filter drop", vec![]),
     ];
     for _ in 0..ROUNDS {
+        if let Some(peer) = &peer {
+            // Its verdicts are checked: the peer must do the same job.
+            let ns = |frame: &[u8], verdict: u32| {
+                let out = learning_ebpf_rs::test_run::run(peer.fd(), frame, REPEAT).unwrap();
+                assert_eq!(out.retval, verdict, "xdp-filter's verdict");
+                out.ns_per_run
+            };
+            rows[4].1.push(ns(&pass, XDP_PASS));
+            rows[5].1.push(ns(&drop, XDP_DROP));
+        }
         rows[0]
             .1
             .push(test_run_ns(&noop.progs.xdp_noop, &pass, REPEAT));
@@ -115,7 +137,11 @@ fn test_run_bench() {
             .1
             .push(test_run_ns(&plain.progs.xdp_firewall, &drop, REPEAT));
     }
-    let medians: Vec<(&str, f64)> = rows.into_iter().map(|(n, v)| (n, median(v))).collect();
+    let medians: Vec<(&str, f64)> = rows
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(n, v)| (n, median(v)))
+        .collect();
     let base = medians[0].1;
     println!(
         "BPF_PROG_TEST_RUN, {REPEAT} repeats x {ROUNDS} rounds (median), {} blocklist prefixes, {}-byte IPv4/UDP frame",
@@ -126,7 +152,111 @@ fn test_run_bench() {
     for (name, ns) in &medians {
         println!("{name:<28} {ns:>10.1} {:>8.2}", ns / base);
     }
+    if medians.len() == 6 {
+        println!(
+            "ours / xdp-filter on the same frames: pass {:.2}, drop {:.2}",
+            medians[1].1 / medians[4].1,
+            medians[3].1 / medians[5].1
+        );
+    }
     println!("target: pass path at most 4x the no-op\n");
+}
+
+// ---------------------------------------------------------------------------
+// The peer: xdp-filter (xdp-tools), on the same frames
+// ---------------------------------------------------------------------------
+
+/// xdp-filter's program, loaded by xdp-filter itself on a veth of a
+/// namespace of its own, with `-f ipv4,ipv6` (address filtering only, as
+/// the firewall's blocklist) and `n` source addresses to drop written into
+/// its pinned `filter_ipv4` map. Unloaded (pins and all) on drop.
+struct XdpFilter {
+    ns: NetNs,
+    prog: std::os::fd::OwnedFd,
+    made_xdp_dir: bool,
+}
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_FILTER_MAP: &str = "/sys/fs/bpf/xdp-filter/filter_ipv4";
+/// libxdp's own directory in bpffs, made on first use.
+const LIBXDP_DIR: &str = "/sys/fs/bpf/xdp";
+
+impl XdpFilter {
+    /// None (and why) when xdp-filter is not installed.
+    fn load(addrs: &[[u8; 4]]) -> Option<XdpFilter> {
+        if Command::new("xdp-filter").arg("help").output().is_err() {
+            println!(
+                "xdp-filter not found: the peer's rows need xdp-tools (`make setup` installs it)\n"
+            );
+            return None;
+        }
+        let made_xdp_dir = !std::path::Path::new(LIBXDP_DIR).exists();
+        let ns = NetNs::new().unwrap();
+        ns.ip(&["link", "add", "xf0", "type", "veth", "peer", "name", "xf1"])
+            .unwrap();
+        ns.ip(&["link", "set", "xf0", "up"]).unwrap();
+        ns.ip(&["link", "set", "xf1", "up"]).unwrap();
+        // nsenter, not `ip netns exec`: xdp-filter pins under /sys/fs/bpf,
+        // which `ip netns exec` hides behind a new /sys.
+        let enter = format!("--net=/run/netns/{}", ns.name());
+        run_cmd(Command::new("nsenter").args([
+            enter.as_str(),
+            "xdp-filter",
+            "load",
+            "-m",
+            "skb",
+            "-f",
+            "ipv4,ipv6",
+            "xf0",
+        ]))
+        .unwrap();
+        let filter = XdpFilter {
+            ns,
+            prog: prog_of(&enter),
+            made_xdp_dir,
+        };
+        let map = libbpf_rs::MapHandle::from_pinned_path(XDP_FILTER_MAP).unwrap();
+        // The value is per CPU: bit 0 (drop by source) on every CPU.
+        let cpus = libbpf_rs::num_possible_cpus().unwrap();
+        let value = vec![1u64.to_ne_bytes().to_vec(); cpus];
+        for a in addrs {
+            map.update_percpu(a, &value, MapFlags::ANY).unwrap();
+        }
+        Some(filter)
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.prog.as_fd()
+    }
+}
+
+/// The XDP program attached to xf0 in the namespace `enter` names, by id.
+fn prog_of(enter: &str) -> std::os::fd::OwnedFd {
+    let out =
+        run_cmd(Command::new("nsenter").args([enter, "ip", "-j", "-d", "link", "show", "xf0"]))
+            .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = json[0]["xdp"]["prog"]["id"]
+        .as_u64()
+        .expect("xdp-filter's program id") as u32;
+    // SAFETY: a new fd for the program with this id, or -1.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    assert!(fd >= 0, "no program with id {id}");
+    // SAFETY: the fd is new and ours.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+}
+
+impl Drop for XdpFilter {
+    fn drop(&mut self) {
+        let enter = format!("--net=/run/netns/{}", self.ns.name());
+        let _ = Command::new("nsenter")
+            .args([enter.as_str(), "xdp-filter", "unload", "xf0"])
+            .output();
+        if self.made_xdp_dir {
+            let _ = std::fs::remove_dir(LIBXDP_DIR);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

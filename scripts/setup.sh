@@ -20,6 +20,7 @@ PACKAGES=(
 	chromium                # the book's check in a real browser
 	patch                   # make solutions applies each solution to a copy
 	tcpdump                 # the socket_filter chapter compares with its classic BPF
+	xdp-tools               # xdp-filter, the firewall benchmark's peer
 )
 
 # The book's tools, pinned: mdbook-linkcheck 0.7.7 is built against mdbook

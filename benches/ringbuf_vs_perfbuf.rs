@@ -351,9 +351,119 @@ fn main() {
     );
     println!("targets: ring buffer at least 3x the perf buffer, and at least 1,000,000 events/s, with no loss");
     println!();
+    println!("apart: {DRAIN_EVENTS} events made with nobody reading, then read in one go on the other CPU; {ROUNDS} rounds, medians");
+    println!("{:<54} {:>22} {:>26}", "consumer", "producer, nobody reads", "the read alone");
+    for (name, fill, drain) in drain_rates() {
+        println!(
+            "{name:<54} {fill:>9.0}/s ({:>3.0}% ceil) {drain:>13.0}/s ({:>4.0}x ceil)",
+            100.0 * fill / medians[0],
+            drain / medians[0]
+        );
+    }
+    println!();
     if !std::env::args().any(|a| a == "--no-curves") {
         curves();
     }
+}
+
+/// Fewer events than either buffer holds (16 MiB: 24 bytes a record in the
+/// ring buffer, 32 in the perf buffer), so that none is refused.
+const DRAIN_EVENTS: u64 = 400_000;
+
+/// The producer and the consumer apart: DRAIN_EVENTS events made first,
+/// with nothing reading (a wakeup every 512, which nobody waits for), then
+/// read in one go on the other CPU. Events/s of each: what the transport
+/// costs the producer by itself, and how fast each consumer reads when the
+/// producer is not the limit.
+fn drain_rates() -> Vec<(&'static str, f64, f64)> {
+    let kinds = [
+        "ring buffer, libbpf-rs (a Rust closure per event)",
+        "ring buffer, libbpf's C API (a C callback per event)",
+        "ring buffer, RingReader",
+        "perf buffer, libbpf's C API (a C callback per event)",
+    ];
+    let mut fills = vec![Vec::new(); kinds.len()];
+    let mut drains = vec![Vec::new(); kinds.len()];
+    for _ in 0..ROUNDS {
+        for k in 0..kinds.len() {
+            let (fill, drain) = drain_once(k);
+            fills[k].push(fill);
+            drains[k].push(drain);
+        }
+    }
+    kinds
+        .iter()
+        .zip(fills.into_iter().zip(drains))
+        .map(|(name, (f, d))| (*name, median(f), median(d)))
+        .collect()
+}
+
+/// One fill and drain by consumer `kind` (drain_rates's order): events/s
+/// of the producer writing into the buffer with nobody reading, and of the
+/// read.
+fn drain_once(kind: usize) -> (f64, f64) {
+    use std::os::fd::AsFd;
+    let perf = kind == 3;
+    let mut object = MaybeUninit::uninit();
+    let mut open = BufbenchSkelBuilder::default().open(&mut object).unwrap();
+    let rodata = open.maps.rodata_data.as_deref_mut().unwrap();
+    rodata.targ_tgid = std::process::id();
+    rodata.use_perf_buffer = perf;
+    // A wakeup every 512, as the batched transports (nobody waits for it).
+    rodata.wakeup_every = 512;
+    let mut skel = open.load().unwrap();
+    let received = Cell::new(0u64);
+    // The consumer exists before the events (the perf buffer's events go
+    // to buffers that it maps), but reads only after.
+    let ring = (kind == 0).then(|| {
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&skel.maps.rb, |_| {
+                received.set(received.get() + 1);
+                0
+            })
+            .unwrap();
+        builder.build().unwrap()
+    });
+    let raw_ring = (kind == 1).then(|| raw_ring_buffer(&skel.maps.rb, &received));
+    let reader = (kind == 2).then(|| RingReader::new(skel.maps.rb.as_fd(), RING_BYTES).unwrap());
+    let raw_perf = perf.then(|| batched_perf_buffer(&skel.maps.pb, &received, 4096, 512));
+    skel.attach().unwrap();
+    let fill = std::thread::spawn(|| {
+        pin_thread(0);
+        let start = Instant::now();
+        for _ in 0..DRAIN_EVENTS {
+            // SAFETY: getpgid(0) only reads this process's group id.
+            unsafe { libc::getpgid(0) };
+        }
+        start.elapsed().as_secs_f64()
+    })
+    .join()
+    .unwrap();
+    pin_thread(1);
+    let start = Instant::now();
+    if let Some(ring) = &ring {
+        ring.consume().unwrap();
+    }
+    if let Some(rb) = &raw_ring {
+        // SAFETY: the buffer is alive.
+        unsafe { libbpf_sys::ring_buffer__consume(rb.0) };
+    }
+    if let Some(reader) = &reader {
+        let n = reader.drain(|_| {});
+        received.set(n as u64);
+    }
+    if let Some(pb) = &raw_perf {
+        // SAFETY: the buffer is alive.
+        unsafe { libbpf_sys::perf_buffer__consume(pb.0) };
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bss = skel.maps.bss_data.as_deref().unwrap();
+    // SAFETY: the kernel updates this mmapped value; read it fresh.
+    let dropped = unsafe { std::ptr::read_volatile(&bss.dropped) };
+    assert_eq!(dropped, 0, "the buffer refused events: make DRAIN_EVENTS smaller");
+    assert_eq!(received.get(), DRAIN_EVENTS, "every event read");
+    (DRAIN_EVENTS as f64 / fill, received.get() as f64 / secs)
 }
 
 const BATCHES: [u32; 4] = [1, 8, 64, 512];

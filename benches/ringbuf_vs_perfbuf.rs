@@ -352,7 +352,10 @@ fn main() {
     println!("targets: ring buffer at least 3x the perf buffer, and at least 1,000,000 events/s, with no loss");
     println!();
     println!("apart: {DRAIN_EVENTS} events made with nobody reading, then read in one go on the other CPU; {ROUNDS} rounds, medians");
-    println!("{:<54} {:>22} {:>26}", "consumer", "producer, nobody reads", "the read alone");
+    println!(
+        "{:<54} {:>22} {:>26}",
+        "consumer", "producer, nobody reads", "the read alone"
+    );
     for (name, fill, drain) in drain_rates() {
         println!(
             "{name:<54} {fill:>9.0}/s ({:>3.0}% ceil) {drain:>13.0}/s ({:>4.0}x ceil)",
@@ -461,7 +464,10 @@ fn drain_once(kind: usize) -> (f64, f64) {
     let bss = skel.maps.bss_data.as_deref().unwrap();
     // SAFETY: the kernel updates this mmapped value; read it fresh.
     let dropped = unsafe { std::ptr::read_volatile(&bss.dropped) };
-    assert_eq!(dropped, 0, "the buffer refused events: make DRAIN_EVENTS smaller");
+    assert_eq!(
+        dropped, 0,
+        "the buffer refused events: make DRAIN_EVENTS smaller"
+    );
     assert_eq!(received.get(), DRAIN_EVENTS, "every event read");
     (DRAIN_EVENTS as f64 / fill, received.get() as f64 / secs)
 }

@@ -21,10 +21,13 @@ use learning_ebpf_rs::cli;
 
 const EXAMPLES: &str = "\
 ACTIONS:
-    connect-KIND DEST   connect, and on UDP send one datagram; KIND is tcp,
-                        udp, udplite, ping or raw (raw: ICMP)
+    connect-KIND DEST   connect, and on TCP and UDP send one message; KIND
+                        is tcp, mptcp, udp, udplite, ping or raw (raw: ICMP)
     sendto-KIND DEST    sendto() without connect (tcp: MSG_FASTOPEN, which
                         connects)
+    sendmmsg-udp DEST   the same datagram through sendmmsg()
+    uring-connect-tcp DEST, uring-sendmsg-udp DEST
+                        connect, or sendmsg with an address, through io_uring
     raw-udp DEST        a UDP header and payload on a raw IPPROTO_UDP socket
                         (the sockaddr's port is 0)
     raw-hdrincl DEST,via=ADDR
@@ -39,6 +42,8 @@ ACTIONS:
     reopen PATH         open it with O_PATH, then again through /proc/self/fd
     leave-cgroup DIR    move this process to the cgroup DIR
     signal-parent SIG   kill(getppid(), SIG): 0 asks only whether it may
+    unshare-user 0      move into a new user namespace (all capabilities in
+                        it) for the actions after it
   DEST is ADDR:PORT ([IPv6]:PORT), or ADDR for ping and raw, with options
   after commas: from=ADDR binds the socket to ADDR first; len=N passes N
   as the address length; family=unspec sends the address as AF_UNSPEC.
@@ -195,6 +200,7 @@ fn socket(dest: &Dest, kind: &str) -> Result<OwnedFd> {
     };
     let (ty, proto) = match kind {
         "tcp" => (libc::SOCK_STREAM, 0),
+        "mptcp" => (libc::SOCK_STREAM, libc::IPPROTO_MPTCP),
         "udp" => (libc::SOCK_DGRAM, 0),
         "udplite" => (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE),
         "ping" => (libc::SOCK_DGRAM, icmp),
@@ -251,7 +257,7 @@ fn connect(dest: &Dest, kind: &str, label: &[u8]) -> Result<()> {
             len,
         )
     })?;
-    if matches!(kind, "tcp" | "udp" | "udplite") {
+    if matches!(kind, "tcp" | "mptcp" | "udp" | "udplite") {
         send_all(&fd, label)?;
     }
     Ok(())
@@ -279,6 +285,87 @@ fn sendto(dest: &Dest, kind: &str, label: &[u8]) -> Result<()> {
 /// The source of what is written below IP: an address that is not local
 /// (the kernel drops a received packet from one of its own addresses).
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+/// One msghdr naming `sa` (of `len` bytes) with `data` as its only iovec.
+fn msghdr(
+    sa: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+    iov: &mut libc::iovec,
+) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is valid; we fill in what we use.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (sa as *const libc::sockaddr_storage).cast_mut().cast();
+    msg.msg_namelen = len;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg
+}
+
+/// sendmmsg-udp: one datagram in a sendmmsg() batch.
+fn sendmmsg(dest: &Dest, label: &[u8]) -> Result<()> {
+    let fd = socket(dest, "udp")?;
+    let (sa, len) = dest_sockaddr(dest);
+    let mut iov = libc::iovec {
+        iov_base: label.as_ptr().cast_mut().cast(),
+        iov_len: label.len(),
+    };
+    let mut msgs = [libc::mmsghdr {
+        msg_hdr: msghdr(&sa, len, &mut iov),
+        msg_len: 0,
+    }];
+    // SAFETY: msgs, and what its header points to, live through the call.
+    let sent = check(unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), 1, 0) })?;
+    if sent != 1 {
+        bail!("sendmmsg sent {sent} of 1");
+    }
+    Ok(())
+}
+
+/// uring-connect-tcp, uring-sendmsg-udp: the call made by io_uring's
+/// workers rather than by a system call of this process.
+fn uring(dest: &Dest, op: &str, label: &[u8]) -> Result<()> {
+    use io_uring::{opcode, types, IoUring};
+    let kind = if op == "connect" { "tcp" } else { "udp" };
+    let fd = socket(dest, kind)?;
+    let (sa, len) = dest_sockaddr(dest);
+    let mut iov = libc::iovec {
+        iov_base: label.as_ptr().cast_mut().cast(),
+        iov_len: label.len(),
+    };
+    let msg = msghdr(&sa, len, &mut iov);
+    let mut ring = IoUring::new(2).context("io_uring_setup")?;
+    let target = types::Fd(fd.as_raw_fd());
+    let entry = if op == "connect" {
+        opcode::Connect::new(target, (&sa as *const libc::sockaddr_storage).cast(), len).build()
+    } else {
+        opcode::SendMsg::new(target, &msg).build()
+    };
+    // SAFETY: sa, msg and what it points to outlive the submission, which
+    // is waited for below.
+    unsafe { ring.submission().push(&entry) }
+        .map_err(|_| anyhow::anyhow!("io_uring queue full"))?;
+    ring.submit_and_wait(1).context("io_uring_enter")?;
+    let result = ring
+        .completion()
+        .next()
+        .context("no io_uring completion")?
+        .result();
+    if result < 0 {
+        return Err(io::Error::from_raw_os_error(-result).into());
+    }
+    if op == "connect" {
+        send_all(&fd, label)?;
+    }
+    Ok(())
+}
+
+/// unshare-user: a new user namespace, in which this process holds every
+/// capability (over that namespace's own objects only).
+fn unshare_user() -> Result<()> {
+    // SAFETY: unshare(2) on this single-threaded process.
+    check(unsafe { libc::unshare(libc::CLONE_NEWUSER) })?;
+    Ok(())
+}
 
 fn ipv4_of(dest: &Dest) -> Result<(Ipv4Addr, u16)> {
     match dest.addr {
@@ -475,10 +562,11 @@ fn signal_parent(sig: &str) -> Result<()> {
 fn dest_verb(verb: &str) -> Option<bool> {
     match verb.split_once('-') {
         Some(("connect" | "sendto", kind)) => match kind {
-            "tcp" | "udp" | "udplite" => Some(true),
+            "tcp" | "mptcp" | "udp" | "udplite" => Some(true),
             "ping" | "raw" => Some(false),
             _ => None,
         },
+        Some(("sendmmsg", "udp")) | Some(("uring", "connect-tcp" | "sendmsg-udp")) => Some(true),
         Some(("raw", "udp" | "hdrincl")) | Some(("packet", "raw" | "dgram" | "sockpacket")) => {
             Some(true)
         }
@@ -495,6 +583,9 @@ fn act(verb: &str, arg: &str) -> Result<()> {
         return match verb.split_once('-') {
             Some(("connect", kind)) => connect(&dest, kind, label),
             Some(("sendto", kind)) => sendto(&dest, kind, label),
+            Some(("sendmmsg", _)) => sendmmsg(&dest, label),
+            Some(("uring", "connect-tcp")) => uring(&dest, "connect", label),
+            Some(("uring", _)) => uring(&dest, "sendmsg", label),
             Some(("raw", "udp")) => raw_udp(&dest, label),
             Some(("raw", _)) => raw_hdrincl(&dest, label),
             Some(("packet", kind)) => packet(&dest, kind, label),
@@ -506,6 +597,7 @@ fn act(verb: &str, arg: &str) -> Result<()> {
         "reopen" => reopen(arg),
         "leave-cgroup" => leave_cgroup(arg),
         "signal-parent" => signal_parent(arg),
+        "unshare-user" => unshare_user(),
         _ => bail!("unknown action '{verb}' (see --help)"),
     }
 }
@@ -540,7 +632,7 @@ fn run(args: Args) -> Result<()> {
             (_, Some(needs_port)) => {
                 Dest::parse(&pair[1], needs_port)?;
             }
-            ("open" | "reopen" | "leave-cgroup" | "signal-parent", None) => {}
+            ("open" | "reopen" | "leave-cgroup" | "signal-parent" | "unshare-user", None) => {}
             (v, None) => bail!("unknown action '{v}' (see --help)"),
         }
     }

@@ -529,14 +529,16 @@ fn socket_name(d: &Denial) -> String {
         (libc::AF_PACKET, _, _) => "packet (SOCK_DGRAM)".into(),
         (libc::AF_INET | libc::AF_INET6 | 0, t, p) => match (t, p) {
             (SOCK_RAW, _) => "raw".into(),
-            (_, 6) => "tcp".into(),
-            (_, 17) => "udp".into(),
-            (_, 136) => "udplite".into(),
-            (_, 132) => "sctp".into(),
-            (_, 262) => "mptcp".into(),
-            (_, 1) => "icmp".into(),
-            (_, 58) => "icmpv6".into(),
-            (_, p) => format!("proto {p}"),
+            (_, p) => match p as i32 {
+                libc::IPPROTO_TCP => "tcp".into(),
+                libc::IPPROTO_UDP => "udp".into(),
+                libc::IPPROTO_UDPLITE => "udplite".into(),
+                libc::IPPROTO_SCTP => "sctp".into(),
+                libc::IPPROTO_MPTCP => "mptcp".into(),
+                libc::IPPROTO_ICMP => "icmp".into(),
+                libc::IPPROTO_ICMPV6 => "icmpv6".into(),
+                p => format!("proto {p}"),
+            },
         },
         (f, _, _) => format!("family {f}"),
     }
@@ -556,7 +558,8 @@ fn destination(d: &Denial) -> (IpAddr, u16) {
 /// One denial as a line: what, by whom, which rule.
 pub fn format_denial(d: &Denial, policy: &Policy, json: bool) -> String {
     let comm = cstr(&d.comm);
-    let kind = crate::skel::cgroup_guard::types::guard_kind(d.kind);
+    // (A type alias of a tuple struct takes the braces form, not a call.)
+    let kind = GuardKind { 0: d.kind };
     let action = match kind {
         GuardKind::GUARD_CONNECT => "connect",
         GuardKind::GUARD_SENDMSG => "sendmsg",

@@ -236,6 +236,28 @@ fn payload<'a>(kind: &str, dest: &Dest, label: &'a [u8]) -> &'a [u8] {
     }
 }
 
+/// sendto(2) of `data` to the first `len` bytes of `sa`.
+fn send_to(
+    fd: &OwnedFd,
+    data: &[u8],
+    flags: libc::c_int,
+    sa: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Result<()> {
+    // SAFETY: data and sa are valid for the lengths given.
+    check(unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            flags,
+            (sa as *const libc::sockaddr_storage).cast(),
+            len,
+        ) as libc::c_int
+    })?;
+    Ok(())
+}
+
 fn send_all(fd: &OwnedFd, data: &[u8]) -> Result<()> {
     // SAFETY: data is valid for its length.
     check(unsafe {
@@ -268,18 +290,7 @@ fn sendto(dest: &Dest, kind: &str, label: &[u8]) -> Result<()> {
     let (sa, len) = dest_sockaddr(dest);
     let flags = if kind == "tcp" { libc::MSG_FASTOPEN } else { 0 };
     let data = payload(kind, dest, label);
-    // SAFETY: data and sa are valid for the lengths given.
-    check(unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            flags,
-            (&sa as *const libc::sockaddr_storage).cast(),
-            len,
-        ) as libc::c_int
-    })?;
-    Ok(())
+    send_to(&fd, data, flags, &sa, len)
 }
 
 /// The source of what is written below IP: an address that is not local
@@ -406,17 +417,7 @@ fn raw_udp(dest: &Dest, label: &[u8]) -> Result<()> {
     data.extend_from_slice(&[0, 0]); // no checksum (allowed over IPv4)
     data.extend_from_slice(label);
     let (sa, len) = sockaddr(SocketAddr::new(dest.addr.ip(), 0));
-    check(unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            0,
-            (&sa as *const libc::sockaddr_storage).cast(),
-            len,
-        ) as libc::c_int
-    })?;
-    Ok(())
+    send_to(&fd, &data, 0, &sa, len)
 }
 
 /// raw-hdrincl: the whole packet is the caller's; the sockaddr only picks
@@ -428,17 +429,7 @@ fn raw_hdrincl(dest: &Dest, label: &[u8]) -> Result<()> {
     let (dst, _) = ipv4_of(dest)?;
     let packet = udp_packet(dst, dest, label, false)?;
     let (sa, len) = sockaddr(SocketAddr::new(via, 0));
-    check(unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            packet.as_ptr().cast(),
-            packet.len(),
-            0,
-            (&sa as *const libc::sockaddr_storage).cast(),
-            len,
-        ) as libc::c_int
-    })?;
-    Ok(())
+    send_to(&fd, &packet, 0, &sa, len)
 }
 
 /// packet-raw, packet-dgram, packet-sockpacket: the datagram, from
@@ -482,17 +473,7 @@ fn packet(dest: &Dest, kind: &str, label: &[u8]) -> Result<()> {
         }
         _ => bail!("unknown packet kind '{kind}'"),
     };
-    check(unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&sa as *const libc::sockaddr_storage).cast(),
-            len as _,
-        ) as libc::c_int
-    })?;
-    Ok(())
+    send_to(&fd, &frame, 0, &sa, len as libc::socklen_t)
 }
 
 /// tun: a new tun device (up, no address), and the datagram written to it

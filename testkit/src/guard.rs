@@ -763,6 +763,18 @@ pub fn assert_command_mode_leaves_nothing(guard: &str, lesson: &str) {
     );
     assert!(cgroups_left_by(lesson).is_empty());
 
+    // The next run, which removes what killed guards left.
+    let run_again = || {
+        let next = Command::new(guard)
+            .args(rule)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&next.stderr).into_owned();
+        assert!(next.status.success(), "{stderr}");
+        stderr
+    };
+
     // SIGKILL: the command dies with the guard; the cgroup stays until the
     // next run.
     let (running, cgroup, sleep) = start(&["sleep", "30"]);
@@ -772,13 +784,7 @@ pub fn assert_command_mode_leaves_nothing(guard: &str, lesson: &str) {
         wait_until(Duration::from_secs(5), || is_gone(sleep)),
         "the command outlived its guard"
     );
-    let next = Command::new(guard)
-        .args(rule)
-        .args(["--", "true"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&next.stderr);
-    assert!(next.status.success(), "{stderr}");
+    let stderr = run_again();
     assert!(
         stderr.contains(&format!(
             "note: removed {}, left by a {lesson} that was killed\n",
@@ -825,12 +831,7 @@ pub fn assert_command_mode_leaves_nothing(guard: &str, lesson: &str) {
     let _ = running.finish(Duration::from_secs(10));
     assert!(wait_until(Duration::from_secs(5), || is_gone(shell)));
     assert!(!is_gone(background), "the chapter says it runs on");
-    let next = Command::new(guard)
-        .args(rule)
-        .args(["--", "true"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&next.stderr);
+    let stderr = run_again();
     assert!(
         stderr.contains("(ended 1 process it left running unguarded)"),
         "{stderr}"

@@ -114,7 +114,8 @@ phase "docker build ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{prin
 # 4. The suite, with README.md's flags (see "Docker" there for each).
 run=(docker run --rm --pid host --network host
 	--cap-add ALL --security-opt seccomp=unconfined --security-opt apparmor=unconfined
-	--security-opt systempaths=unconfined)
+	--security-opt systempaths=unconfined
+	--device /dev/net/tun) # the security lessons' tests write to a tun device
 # A capability that root itself lacks here cannot be given (some sandboxes
 # take CAP_SYS_RESOURCE away): drop those from ALL.
 caps=(CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP

@@ -11,6 +11,17 @@ function finish() {
 	}
 	name = ""
 }
+# `list` (" a b c", sorted) with `t` put in its place.
+function insert(list, t,    words, n, i, out, placed) {
+	n = split(list, words, " ")
+	out = ""; placed = 0
+	for (i = 1; i <= n; i++) {
+		if (!placed && t < words[i]) { out = out " " t; placed = 1 }
+		out = out " " words[i]
+	}
+	if (!placed) out = out " " t
+	return out
+}
 function start(n) {
 	finish()
 	name = n; passed = 0; failed = 0; notrun = ""; status = 0
@@ -27,5 +38,7 @@ BEGIN { if (release != "") print "kernel " release " " secs "s" }
 }
 /^ *(Doc-tests|Running) / { finish(); next }
 /^test result:/ { passed += $4; failed += $6 }
-/^NOT RUN / { t = $3; sub(/:$/, "", t); notrun = notrun " " t }
+# Kept in name order: a binary's tests run in parallel and report NOT RUN
+# in whatever order they end.
+/^NOT RUN / { t = $3; sub(/:$/, "", t); notrun = insert(notrun, t) }
 END { finish() }

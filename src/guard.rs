@@ -484,8 +484,10 @@ impl Drop for TargetCgroup {
 pub fn target(args: &GuardArgs, lesson: &str) -> Result<TargetCgroup> {
     if let Some(program) = args.command.first() {
         // Before anything is loaded or made: a typo costs nothing.
-        find_program(program).with_context(|| format!("cannot run '{program}'"))?;
-        command_user(args)?;
+        let path = find_program(program).with_context(|| format!("cannot run '{program}'"))?;
+        let user = command_user(args)?;
+        user_can_run(&path, &user)
+            .with_context(|| format!("cannot run '{program}' as {}", user.name))?;
     }
     match (&args.cgroup, args.command.is_empty()) {
         (Some(path), _) => TargetCgroup::open(path),
@@ -516,6 +518,43 @@ fn find_program(program: &str) -> Result<PathBuf> {
         .map(|dir| dir.join(program))
         .find(|p| executable(p))
         .context("not found in PATH")
+}
+
+/// Whether `user` may execute `path`: search permission on every
+/// directory on the way and execute permission on the file, by the mode
+/// bits (owner, group, others) that apply to that user. The command drops
+/// root before exec, so root's view says nothing.
+fn user_can_run(path: &Path, user: &User) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if user.is_root() {
+        return Ok(());
+    }
+    let path = std::fs::canonicalize(path)?;
+    let allowed = |meta: &std::fs::Metadata, bit: u32| {
+        let shift = if meta.uid() == user.uid {
+            6
+        } else if meta.gid() == user.gid || user.groups.contains(&meta.gid()) {
+            3
+        } else {
+            0
+        };
+        meta.mode() & (bit << shift) != 0
+    };
+    for dir in path.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir)?;
+        if !allowed(&meta, 0o1) {
+            bail!(
+                "{} (mode {:o}) is not searchable by it; give --user a user who can reach it",
+                dir.display(),
+                meta.mode() & 0o7777
+            );
+        }
+    }
+    let meta = std::fs::metadata(&path)?;
+    if !allowed(&meta, 0o1) {
+        bail!("{} is not executable by it", path.display());
+    }
+    Ok(())
 }
 
 /// The socket a denial names: "tcp", "udp", "raw", "packet", ...

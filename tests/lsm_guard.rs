@@ -12,8 +12,9 @@ use testkit::chapter::assert_sample;
 use testkit::guard::{
     assert_attempts_reach, assert_bad_guard_inputs, assert_cannot_leave, assert_cases,
     assert_command_mode_leaves_nothing, assert_counts_drops, assert_scoped_to_cgroup,
-    assert_stopped, attempts_under, case, cgroups_left_by, chapter_run, run_guarded_in, serial,
-    ProbeCopy, Targets, ATTEMPTS, BAD_INPUTS, CONNECT_CASES, POLICY,
+    assert_stopped, assert_unreachable_command_refused, attempts_under, case, cgroups_left_by,
+    chapter_run, run_guarded_in, serial, ProbeCopy, Targets, ATTEMPTS, BAD_INPUTS, CONNECT_CASES,
+    POLICY,
 };
 use testkit::{require_privileges, BadInput, Exit};
 
@@ -246,4 +247,12 @@ fn a_command_leaves_nothing_behind() {
     if lsm_runs_here("a_command_leaves_nothing_behind") {
         assert_command_mode_leaves_nothing(BIN, "lsm_guard");
     }
+}
+
+/// A command that the user it runs as cannot reach is refused in one line.
+#[test]
+fn a_command_its_user_cannot_reach_is_refused() {
+    require_privileges!("a_command_its_user_cannot_reach_is_refused");
+    let _serial = serial();
+    assert_unreachable_command_refused(BIN, "lsm_guard");
 }

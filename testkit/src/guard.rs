@@ -1105,3 +1105,34 @@ pub fn assert_cannot_leave(guard: &str, probe: &str) {
         );
     }
 }
+
+/// A command its user cannot reach (here, in a directory only root may
+/// enter) is refused before anything loads, in one line naming the
+/// directory, and leaves no cgroup.
+pub fn assert_unreachable_command_refused(guard: &str, lesson: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!(
+        "lebpf-private-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let program = dir.join("true");
+    std::fs::copy("/bin/true", &program).unwrap();
+    let out = Command::new(guard)
+        .args(["--deny", "192.0.2.1", "--"])
+        .arg(&program)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let expected = format!(
+        "as nobody: {} (mode 700) is not searchable by it",
+        dir.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(cgroups_left_by(lesson).is_empty());
+}

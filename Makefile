@@ -115,6 +115,7 @@ lint: check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all --check
 	clang-format --dry-run --Werror $(C_FILES)
+	@scripts/solutions.sh --apply-only
 
 bench: check
 	$(CARGO) bench

@@ -17,9 +17,21 @@
 # solutions is retried alone, so that a failure names the one to blame.
 #
 # scripts/solutions.sh [LESSON/N ...]   (default: every solution)
+# scripts/solutions.sh --apply-only     (seconds: does each still apply?)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+
+if [ "${1:-}" = --apply-only ]; then
+	stale=0
+	for patch in solutions/*/*.patch; do
+		if ! patch -p1 --dry-run --forward --silent -f <"$patch" >/dev/null 2>&1; then
+			echo "$patch no longer applies to the lesson: apply it by hand (patch -p1 --forward), fix the rejects, and write the diff back" >&2
+			stale=1
+		fi
+	done
+	exit $stale
+fi
 # One target directory for all copies: the dependencies build once.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target/solutions}
 

@@ -68,6 +68,7 @@ test: check
 	@mkdir -p target/vm-results
 	set -o pipefail; $(CARGO) test --workspace --no-fail-fast -- --show-output 2>&1 | tee target/test.log
 	@awk -v release="$$(uname -r)" -v secs=0 -f scripts/test-results.awk target/test.log >target/vm-results/host.txt
+	@target/debug/doctor >target/vm-results/host.doctor 2>&1 || true
 
 KERNEL ?= 6.12
 vm-test: check

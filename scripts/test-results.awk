@@ -1,12 +1,15 @@
 # Summarises a test run's output into one line per test binary:
-#   NAME ok|FAILED PASSED FAILED not-run: TEST...
+#   NAME ok|refused|FAILED PASSED FAILED not-run: TEST...
+# "refused": its tests passed, and some checked that the lesson refuses this
+# kernel (a `REFUSED <test>: ...` line: too old, or the program type is
+# refused) instead of running it.
 # It reads either `cargo test` output (a "Running ... (target/.../NAME-hash)"
 # line before each binary's results) or scripts/vm/test.sh's log, whose
 # LEBPF-BEGIN/LEBPF-END lines frame each binary. The first line says which
 # kernel: `kernel RELEASE SECONDSs` (RELEASE and SECONDS passed with -v).
 function finish() {
 	if (name != "") {
-		print name, (failed > 0 || status != 0 ? "FAILED" : "ok"), passed, failed, "not-run:" notrun
+		print name, (failed > 0 || status != 0 ? "FAILED" : refused > 0 ? "refused" : "ok"), passed, failed, "not-run:" notrun
 		done[name] = 1
 	}
 	name = ""
@@ -24,7 +27,7 @@ function insert(list, t,    words, n, i, out, placed) {
 }
 function start(n) {
 	finish()
-	name = n; passed = 0; failed = 0; notrun = ""; status = 0
+	name = n; passed = 0; failed = 0; notrun = ""; status = 0; refused = 0
 }
 BEGIN { if (release != "") print "kernel " release " " secs "s" }
 { gsub(/\033\[[0-9;]*m/, "") }
@@ -41,4 +44,5 @@ BEGIN { if (release != "") print "kernel " release " " secs "s" }
 # Kept in name order: a binary's tests run in parallel and report NOT RUN
 # in whatever order they end.
 /^NOT RUN / { t = $3; sub(/:$/, "", t); notrun = insert(notrun, t) }
+/^REFUSED / { refused++ }
 END { finish() }

@@ -2,7 +2,9 @@
 # The "Tested on" column of docs/lessons.md, from the latest test results on
 # this machine: target/vm-results/host.txt (written by `make test`) and
 # <series>.txt (by `make vm-test KERNEL=<series>`). A lesson is tested on a
-# kernel when its test binary passed there; tests reported NOT RUN are named.
+# kernel when its test binary passed there; tests reported NOT RUN are named;
+# a kernel whose run found the lesson refusing it (REFUSED) comes after, as
+# "refused on".
 #
 # scripts/tested-on.sh          check: fail if the table says otherwise
 # scripts/tested-on.sh --write  rewrite the column from the results
@@ -15,19 +17,28 @@ shopt -s nullglob
 files=(target/vm-results/*.txt)
 [ ${#files[@]} -gt 0 ] || { echo "no results in target/vm-results: run make test and make vm-test first" >&2; exit 1; }
 
-# "lesson<TAB>cell" for every lesson with a result, kernels in version order.
+# "lesson<TAB>cell" for every lesson with a result, kernels in version order:
+# those where its suite passed, then those it refused ("refused on").
 column=$(awk '
 	FNR == 1 { split($2, v, /[.-]/); series = v[1] "." v[2]; next }
 	$2 == "ok" {
 		notrun = ""
 		for (i = 6; i <= NF; i++) notrun = notrun (notrun == "" ? "" : " ") $i
 		cell = series (notrun == "" ? "" : " (not run: " notrun ")")
-		print $1 "\t" v[1] * 1000 + v[2] "\t" cell
+		print $1 "\t" v[1] * 1000 + v[2] "\tok\t" cell
 	}
+	$2 == "refused" { print $1 "\t" v[1] * 1000 + v[2] "\trefused\t" series }
 ' "${files[@]}" | sort -t$'\t' -k1,1 -k2,2n | awk -F'\t' '
-	$1 != last { if (last != "") print last "\t" cells; last = $1; cells = $3; next }
-	{ cells = cells ", " $3 }
-	END { if (last != "") print last "\t" cells }
+	function flush() {
+		if (last == "") return
+		cell = ran
+		if (refused != "") cell = (cell == "" ? "" : cell "; ") "refused on " refused
+		print last "\t" cell
+	}
+	$1 != last { flush(); last = $1; ran = ""; refused = "" }
+	$3 == "ok" { ran = ran (ran == "" ? "" : ", ") $4 }
+	$3 == "refused" { refused = refused (refused == "" ? "" : ", ") $4 }
+	END { flush() }
 ')
 
 cell_for() { # lesson -> the cell, or "none"
@@ -56,6 +67,26 @@ while IFS= read -r line; do
 	fi
 	(IFS='|'; echo "${cells[*]}|") >>"$out"
 done <"$table"
+# The doctor's prediction against each run: a lesson it said runs must have
+# run (its tests passed, none REFUSED), one it said does not must have been
+# refused by the run. <name>.doctor beside each <name>.txt holds its table.
+for results in "${files[@]}"; do
+	doctor=${results%.txt}.doctor
+	release=$(awk 'NR == 1 { print $2 }' "$results")
+	if [ ! -s "$doctor" ]; then
+		echo "$results: no doctor's table beside it ($doctor); run the tests again" >&2
+		bad=1
+		continue
+	fi
+	while read -r lesson says; do
+		did=$(awk -v l="$lesson" '$1 == l { print $2 }' "$results")
+		case "$says/$did" in
+		yes/ok | no/refused) ;;
+		*) echo "on $release the doctor said $lesson runs: $says, and its tests found: ${did:-no result}" >&2
+			bad=1 ;;
+		esac
+	done < <(awk '/^LESSON +RUNS HERE/ { t = 1; next } t && NF { s = $2; sub(/:$/, "", s); print $1, s }' "$doctor")
+done
 if [ "$mode" = --write ]; then
 	cp "$out" "$table"
 	echo "wrote the Tested on column of $table"

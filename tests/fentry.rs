@@ -92,7 +92,7 @@ fn measures_unlink_latency() {
     let _one = one_at_a_time();
     if kernel_refuses_fentry() {
         eprintln!(
-            "NOT RUN measures_unlink_latency: this kernel refuses fentry/fexit programs (EPERM); \
+            "REFUSED measures_unlink_latency: this kernel refuses fentry/fexit programs (EPERM); \
              it runs where BPF trampolines load (e.g. Debian's 6.1 or 6.12 kernels)"
         );
         return;

@@ -1,7 +1,7 @@
 //! lsm_guard: the same connect policy as cgroup_guard, checked by BPF LSM
 //! programs, plus files denied by inode whichever name opens them. Where
 //! the kernel refuses LSM programs (EPERM: this project's CI host), the
-//! refusal is checked and the tests that need the programs say NOT RUN;
+//! refusal is checked and the tests that need the programs say REFUSED;
 //! they run in the kernel-matrix VMs (`make vm-test`).
 
 use std::os::unix::fs::symlink;
@@ -30,7 +30,8 @@ fn guard_true() -> std::process::Output {
         .unwrap()
 }
 
-/// Whether LSM programs load here; if not, says `NOT RUN test` and why.
+/// Whether LSM programs load here; if not, says `REFUSED test` and why
+/// (the results count lsm_guard as refused by this kernel).
 fn lsm_runs_here(test: &str) -> bool {
     let out = guard_true();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -39,7 +40,7 @@ fn lsm_runs_here(test: &str) -> bool {
     }
     assert!(stderr.contains(REFUSED), "{stderr}");
     eprintln!(
-        "NOT RUN {test}: this kernel refuses BPF LSM programs (EPERM); it runs where they load \
+        "REFUSED {test}: this kernel refuses BPF LSM programs (EPERM); it runs where they load \
          (e.g. Debian's 6.1 or 6.12 kernels: make vm-test)"
     );
     false

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs a command inside a VM booted with one of Debian's kernels, against
 # this machine's files: `scripts/vm/run.sh 6.12 -- target/debug/fentry -f
-# do_unlinkat 1 1`. The kernel package is downloaded with apt and unpacked
+# do_unlinkat 1 1`. SERIES is 5.10 (Debian 11), 6.1 or 6.12 (Debian 12), or
+# newest (or its series, such as 7.2): Debian unstable's current kernel.
+# The kernel package is downloaded with apt and unpacked
 # into a cache (never installed); the VM shares the host's root read-only
 # over 9p, with /tmp writable (tmpfs), and bpffs, tracefs, securityfs and
 # cgroup2 mounted. Prints the command's output, and exits with its status.
@@ -13,7 +15,7 @@
 # 300); LEBPF_VM_CACHE is the download cache.
 set -euo pipefail
 usage() {
-	echo "usage: scripts/vm/run.sh SERIES -- COMMAND [ARGS...]   (SERIES: 6.1 or 6.12)" >&2
+	echo "usage: scripts/vm/run.sh SERIES -- COMMAND [ARGS...]   (SERIES: 5.10, 6.1, 6.12, 7.x or newest)" >&2
 	exit 2
 }
 [ $# -ge 3 ] && [ "$2" = "--" ] || usage
@@ -58,30 +60,102 @@ if [ ${#need[@]} -gt 0 ]; then
 	done
 fi
 
-# --- the kernel: the newest Debian package of that series. Its name (the
-# ABI number) changes with every security update, so it is looked up here.
+# --- the kernel: the newest Debian package of that series, from the Debian
+# suite that carries it. Its name (the ABI number) changes with every
+# security update, and unstable moves daily, so it is looked up here, in an
+# apt index of that suite kept in the cache: the machine's own apt sources
+# are left as they are, and no suite here ever becomes an upgrade source.
 # The generic flavour: -cloud-amd64 has no 9p, -rt-amd64 is another kernel.
+# Debian 11 builds BPF LSM in but leaves it out of the active LSMs: the
+# VM boots with it added, as lesson 8's refusal tells a reader to do.
+append=""
+case "$series" in
+5.10)
+	suites="bullseye bullseye-security"
+	append="lsm=lockdown,capability,yama,apparmor,tomoyo,bpf"
+	;;
+6.1 | 6.12) suites="bookworm bookworm-security" ;;
+newest | 7.*) suites="sid" ;;
+*) usage ;;
+esac
+aptdir="$cache/apt/${suites%% *}"
+mkdir -p "$aptdir/lists/partial" "$aptdir/archives/partial"
+{
+	for suite in $suites; do
+		case "$suite" in
+		*-security) echo "deb [arch=amd64] http://deb.debian.org/debian-security $suite main" ;;
+		*) echo "deb [arch=amd64] http://deb.debian.org/debian $suite main" ;;
+		esac
+	done
+} >"$aptdir/sources.list"
+apt_opts=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+	-o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache=$aptdir" -o "Dir::Cache::archives=$aptdir/archives"
+	-o Dir::State::status=/dev/null -o APT::Sandbox::User=root)
+# Up to 6.12 a kernel is one package, linux-image-VER-amd64-unsigned; from
+# 6.16 on Debian splits it: the kernel in linux-binary-unsigned-VER-amd64,
+# its modules in linux-modules-VER-amd64, config and maps in linux-base-VER-amd64.
 find_pkg() {
-	apt-cache search --names-only "^linux-image-${series}[.][0-9].*-amd64-unsigned\$" 2>/dev/null |
-		awk '{print $1}' | grep -vE -- '-(rt|cloud)-amd64-unsigned$' | sort -V | tail -n 1
+	local want=${series//./[.]}
+	[ "$series" = newest ] && want='[0-9]+[.][0-9]+'
+	apt-cache "${apt_opts[@]}" search --names-only \
+		"^linux-(image-${want}[.][0-9].*-amd64-unsigned|binary-unsigned-${want}[.][0-9].*-amd64)\$" 2>/dev/null |
+		awk '{print $1}' | grep -vE -- '-(rt|cloud)-amd64' |
+		sed -E 's/^linux-(image|binary-unsigned)-(.*)$/\2 &/' | sort -V | tail -n 1 | cut -d' ' -f2
 }
-pkg=$(find_pkg)
-if [ -z "$pkg" ]; then
-	apt-get update -qq
-	pkg=$(find_pkg)
+cached_pkg() { # the newest kernel of this series already unpacked
+	local p
+	for p in "$cache"/*/boot; do
+		p=$(basename "$(dirname "$p")")
+		case "$p" in
+		linux-image-"$series".* | linux-binary-unsigned-"$series".*) echo "$p" ;;
+		linux-binary-unsigned-* | linux-image-7.* | linux-image-[89].*) [ "$series" = newest ] && echo "$p" ;;
+		esac
+	done | sort -V | tail -n 1
+}
+# One index refresh a day (unstable moves; the others change with security
+# updates); without the network, the newest kernel already in the cache.
+stamp="$aptdir/updated"
+if [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
+	if apt-get "${apt_opts[@]}" update -qq >/dev/null 2>"$aptdir/update.err"; then
+		touch "$stamp"
+	else
+		echo "scripts/vm/run.sh: could not refresh the index of $suites: $(tail -n 1 "$aptdir/update.err")" >&2
+	fi
 fi
-[ -n "$pkg" ] || { echo "no Debian kernel package linux-image-${series}.*-amd64-unsigned in the apt sources" >&2; exit 1; }
+pkg=$(find_pkg)
+[ -n "$pkg" ] || pkg=$(cached_pkg)
+[ -n "$pkg" ] || { echo "no Debian kernel package for $series in $suites (linux-image-$series.*-amd64-unsigned)" >&2; exit 1; }
 kdir="$cache/$pkg"
 if [ ! -d "$kdir/boot" ]; then
 	rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
-	(cd "$kdir.tmp" && apt-get download -qq "$pkg" >/dev/null)
-	dpkg-deb -x "$kdir.tmp"/*.deb "$kdir.tmp/root"
-	kver=$(ls "$kdir.tmp/root/lib/modules")
-	depmod -b "$kdir.tmp/root" "$kver"
-	mv "$kdir.tmp/root" "$kdir"
+	debs=("$pkg")
+	case "$pkg" in
+	linux-binary-unsigned-*)
+		ver=${pkg#linux-binary-unsigned-}
+		debs+=("linux-modules-$ver" "linux-base-$ver")
+		;;
+	esac
+	(cd "$kdir.tmp" && apt-get "${apt_opts[@]}" download -qq "${debs[@]}" >/dev/null)
+	for deb in "$kdir.tmp"/*.deb; do dpkg-deb -x "$deb" "$kdir.tmp/root"; done
+	# One layout for every package: the kernel at boot/vmlinuz-KVER and its
+	# modules under lib/modules (newer packages put both in usr/lib/modules).
+	root="$kdir.tmp/root"
+	if [ -d "$root/usr/lib/modules" ] && [ ! -d "$root/lib/modules" ]; then
+		mkdir -p "$root/lib"
+		mv "$root/usr/lib/modules" "$root/lib/modules"
+	fi
+	kver=$(ls "$root/lib/modules")
+	mkdir -p "$root/boot"
+	for k in "$root/lib/modules/$kver"/vmlinuz*; do
+		[ -f "$k" ] && mv "$k" "$root/boot/vmlinuz-$kver"
+	done
+	[ -f "$root/boot/vmlinuz-$kver" ] || { echo "no kernel image in $pkg" >&2; exit 1; }
+	depmod -b "$root" "$kver"
+	mv "$root" "$kdir"
 	rm -rf "$kdir.tmp"
 fi
 kver=$(ls "$kdir/lib/modules")
+echo "scripts/vm/run.sh: Debian's $pkg (kernel $kver)" >&2
 
 # --- the initramfs: busybox, the modules that 9p over virtio needs (with
 # their dependencies, in load order), and an init that mounts the host.
@@ -127,7 +201,7 @@ log="$job.log"
 timeout "$timeout_s" qemu-system-x86_64 -M q35,accel=$accel -cpu $cpu -smp 2 -m 1024 \
 	-nodefaults -nographic -no-reboot -serial stdio -display none \
 	-kernel "$kdir/boot/vmlinuz-$kver" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 quiet lebpf_job=$job lebpf_kroot=$kdir" \
+	-append "console=ttyS0 panic=-1 quiet $append lebpf_job=$job lebpf_kroot=$kdir" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on \
 	</dev/null | tr -d '\r' | tee "$log" |
 	sed -n '/LEBPF-VM-START$/,/^LEBPF-VM-EXIT=/{/LEBPF-VM-/d;p}' || true

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make vm-test KERNEL=6.1` (or 6.12): the test suite against one of
-# Debian's kernels. Builds the test binaries here, boots the kernel once with
-# scripts/vm/run.sh, runs every binary in it with CI=true, prints each one's
-# result, writes target/vm-results/<KERNEL>.txt (one line per test binary:
-# name, status, passed, failed, and the tests reported NOT RUN), and exits
-# non-zero if any test failed.
+# `make vm-test KERNEL=6.1` (5.10, 6.1, 6.12 or newest): the test suite
+# against one of Debian's kernels. Builds the test binaries here, boots the
+# kernel once with scripts/vm/run.sh, asks the doctor there which lessons
+# will run, runs every test binary with CI=true, prints each one's result,
+# writes target/vm-results/<KERNEL>.txt (one line per test binary: name,
+# status, passed, failed, and the tests reported NOT RUN) and
+# <KERNEL>.doctor (the doctor's table), and exits non-zero if any test
+# failed. scripts/tested-on.sh compares the two.
 #
 # The emulated CPUs are slow: xdp_firewall's property test runs 10 of its
 # 40 scenarios (PROPTEST_CASES); the host runs them all.
@@ -13,7 +15,7 @@
 # a lesson whose own tests run here); the host and the container run both.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-kernel=${1:?usage: scripts/vm/test.sh KERNEL   (6.1 or 6.12)}
+kernel=${1:?usage: scripts/vm/test.sh KERNEL   (5.10, 6.1, 6.12 or newest)}
 skip=" book demos "
 
 # The VM sees this checkout read-only: what its tests build with make
@@ -28,6 +30,8 @@ job=target/vm/run-tests.sh
 {
 	echo '#!/bin/bash'
 	echo 'echo "LEBPF-KERNEL $(uname -r)"'
+	# The doctor's prediction, before any test has changed anything.
+	echo 'echo LEBPF-DOCTOR-BEGIN; target/debug/doctor 2>&1; echo LEBPF-DOCTOR-END'
 	for bin in $bins; do
 		name=$(basename "$bin")
 		name=${name%-*}
@@ -40,12 +44,13 @@ job=target/vm/run-tests.sh
 log=target/vm/$kernel.log
 start=$(date +%s)
 LEBPF_VM_TIMEOUT=${LEBPF_VM_TIMEOUT:-1500} scripts/vm/run.sh "$kernel" -- bash "$job" | tee "$log" |
-	grep -E '^(LEBPF-|test |NOT RUN|SKIPPED)' | sed 's/\x1b\[[0-9;]*m//g' || true
+	grep -E '^(LEBPF-|test |NOT RUN|REFUSED|SKIPPED)' | sed 's/\x1b\[[0-9;]*m//g' || true
 secs=$(($(date +%s) - start))
 
 # One line per binary: name, ok/FAILED, passed, failed, NOT RUN tests.
 results=target/vm-results/$kernel.txt
 awk -v secs="$secs" -f scripts/test-results.awk "$log" >"$results"
+sed -n '/^LEBPF-DOCTOR-BEGIN/,/^LEBPF-DOCTOR-END/{/^LEBPF-DOCTOR-/d;p}' "$log" >"target/vm-results/$kernel.doctor"
 echo
 cat "$results"
 if ! grep -q '^kernel ' "$results"; then

@@ -994,6 +994,12 @@ pub const ATTEMPTS: [Attempt; 28] = [
 ];
 
 impl Attempt {
+    /// Whether this kernel has the protocol the attempt uses: a kernel built
+    /// without MPTCP (Debian's 5.10) offers no way round through it.
+    pub fn on_this_kernel(&self) -> bool {
+        !self.action.contains("mptcp") || Path::new("/proc/sys/net/mptcp").exists()
+    }
+
     /// What [`Targets::deliveries`] shows when this attempt got through.
     pub fn delivery(&self) -> String {
         format!("{} guard_probe {}", self.reaches, self.action)
@@ -1011,6 +1017,13 @@ pub fn assert_attempts_reach(targets: &Targets, probe: &str) {
     let out = probe_in(probe, targets, None, &words);
     let delivered = targets.deliveries();
     for a in ATTEMPTS {
+        if !a.on_this_kernel() {
+            eprintln!(
+                "{}: this kernel has no such protocol, so no way round through it",
+                a.action
+            );
+            continue;
+        }
         assert_eq!(out.outcome(a.action), "ok", "{} without a guard", a.action);
         assert!(
             delivered.contains(&a.delivery()),

@@ -48,3 +48,55 @@ pub fn has_feature(test: &str, lesson: &str, feature: &str, min: (u32, u32)) -> 
     eprintln!("NOT RUN {test}: {why}");
     false
 }
+
+/// BPF programs and links loaded anywhere on this kernel, and the names at
+/// the top of /sys/fs/bpf: what a refused lesson must leave as it was.
+fn bpf_objects() -> (Vec<u32>, Vec<u32>, Vec<String>) {
+    let progs = libbpf_rs::query::ProgInfoIter::default()
+        .map(|p| p.id)
+        .collect();
+    let links = libbpf_rs::query::LinkInfoIter::default()
+        .map(|l| l.id)
+        .collect();
+    let mut pins: Vec<String> = std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    pins.sort();
+    (progs, links, pins)
+}
+
+/// On a kernel older than `lesson`'s minimum (src/lessons.rs), checks the
+/// refusal instead of the test: `cmd` (the lesson's binary, with arguments
+/// that would load it) exits with status 1 and one line, "error: LESSON
+/// needs Linux X.Y or newer (FEATURE); this kernel is RELEASE", prints
+/// nothing else, and loads, attaches and pins nothing. Then prints
+/// `REFUSED <test>: <that line>` (the test results count the lesson as
+/// refused on this kernel, not as run) and returns true: the test returns.
+/// On a kernel the lesson runs on it returns false at once.
+pub fn lesson_refused(test: &str, lesson: &str, cmd: &mut std::process::Command) -> bool {
+    use learning_ebpf_rs::lessons;
+    let l = lessons::find(lesson).unwrap_or_else(|| panic!("no lesson {lesson}"));
+    let release = lessons::kernel_release();
+    let Some(why) = l.too_old(&release) else {
+        return false;
+    };
+    let before = bpf_objects();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{test}: {cmd:?}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{test} on {release}: {stderr}");
+    assert_eq!(stderr, format!("error: {why}\n"), "{test} on {release}");
+    assert!(out.stdout.is_empty(), "{test} on {release}: {out:?}");
+    let after = bpf_objects();
+    assert_eq!(
+        before, after,
+        "{test}: the refused {lesson} left BPF objects behind"
+    );
+    eprintln!("REFUSED {test}: {why}");
+    true
+}

@@ -8,6 +8,9 @@ use crate::BIN;
 #[test]
 fn bad_input_gives_one_line() {
     require_privileges!("bad_input_gives_one_line");
+    if crate::refused("bad_input_gives_one_line") {
+        return;
+    }
     let topo = Topology::new().unwrap();
     let vip = ["-i", "c0", "--vip", "10.30.0.100:80"];
     let with_vip = |more: &[&'static str]| [&vip[..], more].concat();

@@ -8,6 +8,9 @@ use crate::{manage, xdp_attached, BIN};
 #[test]
 fn bad_input_gives_one_line_and_leaves_nothing() {
     require_privileges!("bad_input_gives_one_line_and_leaves_nothing");
+    if crate::refused("bad_input_gives_one_line_and_leaves_nothing") {
+        return;
+    }
     let hosts = TwoHosts::new().unwrap();
     let fs = BpfFs::new().unwrap();
     let pin = fs.path().join("fw");

@@ -12,6 +12,16 @@ use testkit::{BpfFs, TwoHosts, DEV_A};
 
 const BIN: &str = env!("CARGO_BIN_EXE_xdp_firewall");
 
+/// On a kernel older than xdp_firewall's minimum, each test checks the
+/// lesson's one-line refusal instead (`REFUSED <test>` in the results).
+fn refused(test: &str) -> bool {
+    testkit::kernel::lesson_refused(
+        test,
+        "xdp_firewall",
+        std::process::Command::new(BIN).args(["-i", "lebpf-none0"] as [&str; 2]),
+    )
+}
+
 /// Runs a management command against the firewall pinned in `fs`.
 fn manage(fs: &BpfFs, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(BIN)

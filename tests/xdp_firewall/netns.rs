@@ -69,6 +69,9 @@ fn exchange(hosts: &TwoHosts, port: u16, count: usize) -> HashMap<IpAddr, usize>
 #[test]
 fn netns_blocks_a_source_and_takes_changes_live() {
     require_privileges!("netns_blocks_a_source_and_takes_changes_live");
+    if crate::refused("netns_blocks_a_source_and_takes_changes_live") {
+        return;
+    }
     let hosts = TwoHosts::new().unwrap();
     add_addr(&hosts.b, DEV_B, &format!("{IP4_B2}/24")).unwrap();
     let fs = BpfFs::new().unwrap();
@@ -125,6 +128,9 @@ fn netns_blocks_a_source_and_takes_changes_live() {
 #[test]
 fn netns_flood_is_cut_to_the_rate() {
     require_privileges!("netns_flood_is_cut_to_the_rate");
+    if crate::refused("netns_flood_is_cut_to_the_rate") {
+        return;
+    }
     let hosts = TwoHosts::new().unwrap();
     let fs = BpfFs::new().unwrap();
     let (rate, burst) = (200.0, 20.0);
@@ -211,6 +217,9 @@ fn netns_flood_is_cut_to_the_rate() {
 #[test]
 fn netns_keep_pinned_keeps_the_maps() {
     require_privileges!("netns_keep_pinned_keeps_the_maps");
+    if crate::refused("netns_keep_pinned_keeps_the_maps") {
+        return;
+    }
     let hosts = TwoHosts::new().unwrap();
     let fs = BpfFs::new().unwrap();
     let fw = start(&hosts, &fs, &["--keep-pinned", "--block", "192.0.2.0/24"]);
@@ -237,6 +246,9 @@ fn netns_keep_pinned_keeps_the_maps() {
 #[test]
 fn runs_in_a_namespace_and_is_managed_from_another_shell() {
     require_privileges!("runs_in_a_namespace_and_is_managed_from_another_shell");
+    if crate::refused("runs_in_a_namespace_and_is_managed_from_another_shell") {
+        return;
+    }
     let hosts = TwoHosts::new().unwrap();
     add_addr(&hosts.b, DEV_B, &format!("{IP4_B2}/24")).unwrap();
     let pin = HostPinDir::new("fw").unwrap();

@@ -204,6 +204,9 @@ fn differential(scenario: &Scenario, frames_run: &AtomicUsize) -> Result<(), Str
 #[test]
 fn differential_against_the_model() {
     require_privileges!("differential_against_the_model");
+    if crate::refused("differential_against_the_model") {
+        return;
+    }
     let frames_run = AtomicUsize::new(0);
     let config = Config {
         cases: cases(),
@@ -288,6 +291,9 @@ fn spec(vlans: u8, body: Body, damage: Damage) -> FrameSpec {
 #[test]
 fn fixed_cases() {
     require_privileges!("fixed_cases");
+    if crate::refused("fixed_cases") {
+        return;
+    }
     let v6_exts = |n: usize| Body::Ip {
         src: 8,
         opts: 0,
@@ -462,6 +468,9 @@ fn fixed_cases() {
 #[test]
 fn rate_limit_bursts_then_refills() {
     require_privileges!("rate_limit_bursts_then_refills");
+    if crate::refused("rate_limit_bursts_then_refills") {
+        return;
+    }
     // 10 packets per second (one per 100 ms), bursts of 3.
     let rate = RateConfig::new(10, 3);
     let mut object = MaybeUninit::uninit();

@@ -20,7 +20,7 @@ vpath %.bpf.c bpf bpf/bench
 
 export BPF_CLANG
 
-.PHONY: help setup check doctor vmlinux build test vm-test docker-test solutions book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
+.PHONY: help setup check doctor vmlinux build test vm-test vm-matrix docker-test solutions book book-serve book-check demo $(addprefix demo-,$(DEMOS)) raw fmt lint bench clean
 
 help:
 	@echo "make setup    install the Debian packages and mount bpffs/tracefs (root, idempotent)"
@@ -29,7 +29,8 @@ help:
 	@echo "make demo-LESSON  a lesson at work in network namespaces it makes: demo-tc_classifier"
 	@echo "              (also plain \`make demo\`), demo-xdp_firewall, demo-load_balancer,"
 	@echo "              demo-socket_filter, demo-lwt_filter"
-	@echo "make vm-test KERNEL=6.1  the tests in a VM with Debian's 6.1 (or 6.12) kernel (root)"
+	@echo "make vm-test KERNEL=6.1  the tests in a VM with one of Debian's kernels: 5.10, 6.1, 6.12 or newest (root)"
+	@echo "make vm-matrix           the tests on all four, two VMs at a time (root)"
 	@echo "make docker-test  build the image (Dockerfile) and run the tests in a container (root)"
 	@echo "make solutions  apply each exercise's solution to a copy, build it, run its lesson's tests (root)"
 	@echo "make book     build the book (chapters in docs/) into target/book; fails on a broken include or link"
@@ -73,6 +74,10 @@ test: check
 KERNEL ?= 6.12
 vm-test: check
 	@scripts/vm/test.sh $(KERNEL)
+
+# Every kernel of the matrix (5.10, 6.1, 6.12, newest), two VMs at a time.
+vm-matrix: check
+	@scripts/vm/matrix.sh
 
 # Starts a Docker engine if none runs, and stops it afterwards.
 docker-test:

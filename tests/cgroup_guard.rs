@@ -2,7 +2,7 @@
 //! processes of one cgroup and the cgroups below it, whatever socket they
 //! use; every denial is reported once; nothing remains after exit.
 
-use testkit::chapter::assert_sample;
+use testkit::chapter::assert_sample_where;
 use testkit::guard::{
     assert_attempts_reach, assert_bad_guard_inputs, assert_cannot_leave, assert_cases,
     assert_command_mode_leaves_nothing, assert_counts_drops, assert_scoped_to_cgroup,
@@ -104,28 +104,43 @@ fn bad_input_gives_one_line_and_leaves_nothing() {
 fn chapter_run_it_output() {
     require_privileges!("chapter_run_it_output");
     let _serial = serial();
+    // A kernel without UDP-Lite fails that socket before any program runs:
+    // the sample's two lines of it are left out there (the chapter says so).
+    let udplite = testkit::guard::has_udplite();
+    if !udplite {
+        eprintln!("chapter_run_it_output: this kernel has no UDP-Lite; the sample's UDP-Lite lines are left out");
+    }
+    let actions = [
+        "connect-tcp",
+        "192.0.2.1:80",
+        "connect-tcp",
+        "[::ffff:192.0.2.1]:80",
+        "sendto-udp",
+        "[2001:db8::1]:53",
+        "sendto-tcp",
+        "192.0.2.1:80",
+        "sendto-udp",
+        "0.0.0.0:80",
+        "connect-udplite",
+        "192.0.2.7:53",
+        "sendto-raw",
+        "192.0.2.7",
+    ];
+    let actions: Vec<&str> = actions
+        .chunks(2)
+        .filter(|a| udplite || a[0] != "connect-udplite")
+        .flatten()
+        .copied()
+        .collect();
     let text = chapter_run(
         BIN,
         &["--deny", "192.0.2.1:80", "--deny", "2001:db8::1"],
         PROBE,
-        &[
-            "connect-tcp",
-            "192.0.2.1:80",
-            "connect-tcp",
-            "[::ffff:192.0.2.1]:80",
-            "sendto-udp",
-            "[2001:db8::1]:53",
-            "sendto-tcp",
-            "192.0.2.1:80",
-            "sendto-udp",
-            "0.0.0.0:80",
-            "connect-udplite",
-            "192.0.2.7:53",
-            "sendto-raw",
-            "192.0.2.7",
-        ],
+        &actions,
     );
-    assert_sample("docs/09-cgroup_guard.md", "cgroup_guard_run", &text);
+    assert_sample_where("docs/09-cgroup_guard.md", "cgroup_guard_run", &text, |l| {
+        udplite || !l.contains("udplite")
+    });
 }
 
 #[test]

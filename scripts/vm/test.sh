@@ -26,7 +26,7 @@ bins=$(cargo test --no-run --tests --message-format=json 2>/dev/null |
 [ -n "$bins" ] || { echo "no test binaries built (run cargo test --no-run to see why)" >&2; exit 1; }
 
 mkdir -p target/vm target/vm-results
-job=target/vm/run-tests.sh
+job=target/vm/run-tests-$kernel.sh
 {
 	echo '#!/bin/bash'
 	echo 'echo "LEBPF-KERNEL $(uname -r)"'

@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
+use libbpf_rs::btf::{types, Btf};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 use learning_ebpf_rs::privileges::{self, Cap};
@@ -19,14 +20,17 @@ const EXAMPLES: &str = "\
 EXAMPLES:
     fentry -f vfs_fsync            # fsync latency, one histogram on Ctrl-C
     fentry -f do_unlinkat 1 5      # unlink latency every second, five times
+    fentry -f do_unlinkat,filename_unlinkat  # the first name this kernel has
     fentry -f vfs_read -p 1234 -m  # read latency of process 1234, in ms";
 
 /// Time a kernel function with fentry/fexit and print a latency histogram.
 #[derive(Parser)]
 #[command(version, after_help = EXAMPLES)]
 struct Args {
-    /// Kernel function to time (as named in /proc/kallsyms and the kernel's BTF)
-    #[arg(short, long, value_name = "FUNC")]
+    /// Kernel function to time (as named in /proc/kallsyms and the kernel's
+    /// BTF); several, comma-separated, for one that has had other names:
+    /// the first this kernel has is timed
+    #[arg(short, long, value_name = "FUNC[,FUNC...]")]
     function: String,
     /// Seconds between histograms (default: one, on Ctrl-C)
     #[arg(value_parser = clap::value_parser!(u64).range(1..))]
@@ -66,10 +70,38 @@ fn load_error(e: libbpf_rs::Error, function: &str) -> anyhow::Error {
     }
 }
 
-fn run(args: Args) -> Result<()> {
+// ANCHOR: pick
+/// The first of `names` (comma-separated) that this kernel's BTF has as a
+/// function. Function names are not relocated by CO-RE: a kernel function
+/// can be renamed (Linux 7 calls `do_unlinkat` `filename_unlinkat`) or
+/// inlined away, so a tool that must run on many kernels offers the names
+/// it knows, as bcc's libbpf-tools do with `fentry_can_attach()`.
+fn pick_function(names: &str) -> Result<String> {
+    let names: Vec<&str> = names.split(',').map(str::trim).collect();
+    if names.len() == 1 {
+        // One name: libbpf's own lookup says what is wrong with it.
+        return Ok(names[0].to_string());
+    }
+    let btf = Btf::from_vmlinux().context("reading the kernel's BTF")?;
+    names
+        .iter()
+        .find(|n| btf.type_by_name::<types::Func>(n).is_some())
+        .map(|n| n.to_string())
+        .ok_or_else(|| {
+            anyhow!(
+                "none of the kernel functions {} is in this kernel's BTF (are they spelled as in \
+                 /proc/kallsyms, and not inlined?)",
+                names.join(", ")
+            )
+        })
+}
+// ANCHOR_END: pick
+
+fn run(mut args: Args) -> Result<()> {
     learning_ebpf_rs::lessons::require_kernel("fentry")?;
     cli::init_libbpf_log(args.verbose);
     privileges::require(&[Cap::Bpf, Cap::Perfmon])?;
+    args.function = pick_function(&args.function)?;
     let stop = signals::Stop::install()?;
 
     // ANCHOR: spine

@@ -129,6 +129,11 @@ const ENDPOINTS: [(&str, u16); 6] = [
     ("::1", 80),
 ];
 
+/// Whether this kernel has UDP-Lite (Debian's 7.2 kernel has none).
+pub fn has_udplite() -> bool {
+    Path::new("/proc/net/udplite").exists()
+}
+
 /// A datagram socket (`protocol` UDP or UDP-Lite) bound to `addr`,
 /// non-blocking.
 fn bound_datagram(addr: SocketAddr, protocol: libc::c_int) -> Result<OwnedFd> {
@@ -204,10 +209,12 @@ impl Targets {
                     format!("udp {addr}"),
                     bound_datagram(addr, libc::IPPROTO_UDP)?,
                 ));
-                datagram.push((
-                    format!("udplite {addr}"),
-                    bound_datagram(addr, libc::IPPROTO_UDPLITE)?,
-                ));
+                if has_udplite() {
+                    datagram.push((
+                        format!("udplite {addr}"),
+                        bound_datagram(addr, libc::IPPROTO_UDPLITE)?,
+                    ));
+                }
             }
             Ok((tcp, datagram))
         })?;
@@ -995,9 +1002,13 @@ pub const ATTEMPTS: [Attempt; 28] = [
 
 impl Attempt {
     /// Whether this kernel has the protocol the attempt uses: a kernel built
-    /// without MPTCP (Debian's 5.10) offers no way round through it.
+    /// without MPTCP (Debian's 5.10), or without UDP-Lite (Debian's 7.2),
+    /// offers no way round through it.
     pub fn on_this_kernel(&self) -> bool {
-        !self.action.contains("mptcp") || Path::new("/proc/sys/net/mptcp").exists()
+        if self.action.contains("mptcp") {
+            return Path::new("/proc/sys/net/mptcp").exists();
+        }
+        !self.action.contains("udplite") || has_udplite()
     }
 
     /// What [`Targets::deliveries`] shows when this attempt got through.

@@ -1,7 +1,9 @@
 //! doctor: on each kernel of the matrix it finds what that kernel is known
 //! to allow and refuse (the host refuses trampolines, LSM programs and
-//! kprobes; 6.1 has no tcx; the VMs run LSM programs), its lessons are the
-//! book's, and a fixable problem (a missing mount) fails it with what to do.
+//! kprobes; 6.1 has no tcx; 5.10 has neither tcx nor the conntrack kfuncs;
+//! the VMs run LSM programs), its lessons are the book's, and a fixable
+//! problem (a missing mount) fails it with what to do. That its verdicts
+//! match what each kernel's run did is checked by scripts/tested-on.sh.
 
 use std::collections::BTreeMap;
 use std::process::Command;

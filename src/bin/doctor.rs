@@ -321,19 +321,14 @@ fn feature_checks() -> Vec<Check> {
             None,
         ),
     });
-    // A conntrack built as a module: load_balancer loads it (and nf_nat)
-    // itself before it loads its program, so the probe does the same, and
-    // its verdict is what the lesson will meet.
-    let module = Command::new("modinfo")
-        .args(["-n", "nf_nat"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if module {
-        let _ = Command::new("modprobe")
-            .args(["-q", "nf_nat"])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
+    // Where conntrack is a module, load_balancer loads it (with nf_nat)
+    // before it loads its program; the probe does the same, so that its
+    // verdict is what the lesson will meet (a kernel with them built in has
+    // nothing to load).
+    let _ = Command::new("modprobe")
+        .args(["-q", "nf_nat"])
+        .stderr(std::process::Stdio::null())
+        .status();
     let mut object = MaybeUninit::uninit();
     let ct = CtProbeSkelBuilder::default()
         .open(&mut object)

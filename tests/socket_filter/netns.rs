@@ -29,7 +29,21 @@ fn start(hosts: &TwoHosts, args: &[&str]) -> Running {
 /// Sends one datagram per payload from B (`from`, port 40000) to `to`.
 fn send_from_b(hosts: &TwoHosts, from: IpAddr, to: SocketAddr, payloads: &[&[u8]]) {
     hosts.b.run(|| {
-        let sock = UdpSocket::bind(SocketAddr::new(from, 40000)).unwrap();
+        // The port of the previous call's socket may not be free at once
+        // (seen once on Debian's 5.10): retry for up to two seconds.
+        let addr = SocketAddr::new(from, 40000);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let sock = loop {
+            match UdpSocket::bind(addr) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other.unwrap_or_else(|e| panic!("bind {addr}: {e}")),
+            }
+        };
         for p in payloads {
             sock.send_to(p, to).unwrap();
         }

@@ -6,6 +6,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "histogram.h"
 
 #define TASK_RUNNING 0
@@ -38,6 +39,25 @@ static __always_inline bool wanted(struct task_struct *p)
 		return false;
 	return true;
 }
+
+/* ANCHOR: task_state */
+/* (6) Linux 5.14 renamed task_struct's state to __state. This is the
+ * older layout, for CO-RE: libbpf drops the ___old suffix when it matches
+ * the struct against the kernel's BTF, and relocates `state` there. */
+struct task_struct___old {
+	long state;
+} __attribute__((preserve_access_index));
+
+/* Whichever field this kernel has: bpf_core_field_exists() is a constant
+ * that libbpf fills in at load, and the verifier drops the branch that
+ * names a field this kernel lacks. */
+static __always_inline long task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	return BPF_CORE_READ((struct task_struct___old *)t, state);
+}
+/* ANCHOR_END: task_state */
 
 static __always_inline int enqueued(struct task_struct *p)
 {
@@ -72,7 +92,7 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev,
 
 	/* (5) A thread switched out while still runnable (preempted) goes
 	 * straight back to waiting on the run queue. */
-	if (prev->__state == TASK_RUNNING)
+	if (task_state(prev) == TASK_RUNNING)
 		enqueued(prev);
 
 	tid = next->pid;

@@ -49,8 +49,8 @@ pub const LESSONS: [Lesson; 16] = [
     lesson("execsnoop", (5, 8), "ring buffer", &["tracefs"]),
     lesson(
         "runqlat",
-        (5, 14),
-        "reads `task->__state`, named `state` before",
+        (5, 5),
+        "`tp_btf`; `task->__state`, named `state` before 5.14, read through a CO-RE flavor",
         &[],
     ),
     lesson("uprobe", (5, 8), "ring buffer", &[]),

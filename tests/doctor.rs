@@ -85,13 +85,7 @@ fn finds_what_this_kernel_allows() {
                 ("tcx", "no"),
                 ("conntrack_kfuncs", "no"),
             ],
-            &[
-                "xdp_firewall",
-                "runqlat",
-                "load_balancer",
-                "races",
-                "verifier",
-            ],
+            &["xdp_firewall", "load_balancer", "races", "verifier"],
         ),
         // Debian unstable's kernel, the newest of the matrix.
         s if s.starts_with("7.") => (

@@ -189,10 +189,14 @@ fn new_socket(domain: libc::c_int, ty: libc::c_int, proto: libc::c_int) -> Resul
     Ok(fd)
 }
 
+/// Shared Memory Communications (linux/socket.h; the libc crate has no name
+/// for it).
+const AF_SMC: libc::c_int = 43;
+
 /// A socket of `kind` for `dest`'s family, bound to `dest.from` if given.
 fn socket(dest: &Dest, kind: &str) -> Result<OwnedFd> {
     let v6 = dest.addr.is_ipv6();
-    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    let mut domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
     let icmp = if v6 {
         libc::IPPROTO_ICMPV6
     } else {
@@ -205,6 +209,13 @@ fn socket(dest: &Dest, kind: &str) -> Result<OwnedFd> {
         "udplite" => (libc::SOCK_DGRAM, libc::IPPROTO_UDPLITE),
         "ping" => (libc::SOCK_DGRAM, icmp),
         "raw" => (libc::SOCK_RAW, icmp),
+        // AF_SMC: the kernel connects a TCP socket of its own underneath
+        // (and falls back to plain TCP with a peer that is not SMC); the
+        // protocol says which IP family (SMCPROTO_SMC, SMCPROTO_SMC6).
+        "smc" => {
+            domain = AF_SMC;
+            (libc::SOCK_STREAM, i32::from(v6))
+        }
         _ => bail!("unknown socket kind '{kind}'"),
     };
     let fd = new_socket(domain, ty, proto).with_context(|| format!("socket({kind})"))?;
@@ -279,7 +290,7 @@ fn connect(dest: &Dest, kind: &str, label: &[u8]) -> Result<()> {
             len,
         )
     })?;
-    if matches!(kind, "tcp" | "mptcp" | "udp" | "udplite") {
+    if matches!(kind, "tcp" | "mptcp" | "smc" | "udp" | "udplite") {
         send_all(&fd, label)?;
     }
     Ok(())
@@ -543,7 +554,7 @@ fn signal_parent(sig: &str) -> Result<()> {
 fn dest_verb(verb: &str) -> Option<bool> {
     match verb.split_once('-') {
         Some(("connect" | "sendto", kind)) => match kind {
-            "tcp" | "mptcp" | "udp" | "udplite" => Some(true),
+            "tcp" | "mptcp" | "smc" | "udp" | "udplite" => Some(true),
             "ping" | "raw" => Some(false),
             _ => None,
         },

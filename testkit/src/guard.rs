@@ -129,6 +129,18 @@ const ENDPOINTS: [(&str, u16); 6] = [
     ("::1", 80),
 ];
 
+/// Whether this kernel makes sockets of `family` (a kernel loads the
+/// family's module on the first try, where it may).
+fn has_family(family: libc::c_int) -> bool {
+    // SAFETY: socket(2) returns a new fd or -1; a new fd is closed here.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd >= 0 {
+        // SAFETY: fd is ours, and nothing else uses it.
+        unsafe { libc::close(fd) };
+    }
+    fd >= 0
+}
+
 /// Whether this kernel has UDP-Lite (Debian's 7.2 kernel has none).
 pub fn has_udplite() -> bool {
     Path::new("/proc/net/udplite").exists()
@@ -934,12 +946,13 @@ const fn as_root(a: Attempt, below_ip: bool) -> Attempt {
     }
 }
 
-/// Other protocols (UDP-Lite, MPTCP, which falls back to TCP with a plain
-/// TCP listener), the unspecified address in every spelling (with and
+/// Other protocols (UDP-Lite; MPTCP and SMC, which fall back to TCP with a
+/// plain TCP listener, SMC through a TCP socket the kernel makes for it),
+/// the unspecified address in every spelling (with and
 /// without a bound source), AF_UNSPEC, 24-byte IPv6 addresses, other send
 /// paths (sendmmsg, io_uring), raw sockets whose header or payload names
 /// the port or the address, packet sockets and a tun device.
-pub const ATTEMPTS: [Attempt; 28] = [
+pub const ATTEMPTS: [Attempt; 30] = [
     attempt("connect-udplite 192.0.2.1:80", "udplite 192.0.2.1:80"),
     attempt("sendto-udplite 192.0.2.1:80", "udplite 192.0.2.1:80"),
     attempt(
@@ -980,6 +993,8 @@ pub const ATTEMPTS: [Attempt; 28] = [
         "udp 192.0.2.1:80",
     ),
     attempt("connect-mptcp 192.0.2.1:80", "tcp 192.0.2.1:80"),
+    attempt("connect-smc 192.0.2.1:80", "tcp 192.0.2.1:80"),
+    attempt("connect-smc [2001:db8::1]:80", "tcp [2001:db8::1]:80"),
     attempt("sendmmsg-udp 192.0.2.1:80", "udp 192.0.2.1:80"),
     attempt("uring-connect-tcp 192.0.2.1:80", "tcp 192.0.2.1:80"),
     attempt("uring-sendmsg-udp [2001:db8::1]:80", "udp [2001:db8::1]:80"),
@@ -1007,6 +1022,9 @@ impl Attempt {
     pub fn on_this_kernel(&self) -> bool {
         if self.action.contains("mptcp") {
             return Path::new("/proc/sys/net/mptcp").exists();
+        }
+        if self.action.contains("smc") {
+            return has_family(43); // AF_SMC (linux/socket.h)
         }
         !self.action.contains("udplite") || has_udplite()
     }

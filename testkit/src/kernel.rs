@@ -9,11 +9,7 @@ use std::path::Path;
 /// The running kernel's version, (major, minor).
 pub fn version() -> (u32, u32) {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    learning_ebpf_rs::lessons::parse_release(release.trim()).unwrap_or((0, 0))
 }
 
 /// Whether `test` of `lesson` can run here, given that it needs `feature`,

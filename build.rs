@@ -16,7 +16,6 @@
 //! Each missing prerequisite ends the build with one line that names the
 //! `make` target that fixes it.
 
-use std::collections::BTreeMap;
 use std::env;
 use std::ffi::OsString;
 use std::fs;
@@ -25,6 +24,8 @@ use std::process::{exit, Command};
 use std::time::SystemTime;
 
 use libbpf_cargo::SkeletonBuilder;
+use libbpf_rs::btf::types::{Array, Int, IntEncoding, MemberAttr, Struct};
+use libbpf_rs::btf::{Btf, BtfType, HasSize};
 
 /// Prints one line and stops the build.
 fn fail(msg: &str) -> ! {
@@ -135,12 +136,12 @@ fn is_fresh(output: &Path, depfile: &Path, cmdfile: &Path, cmdline: &str) -> boo
     }
 }
 
-/// The structs declared in a lesson's shared header `bpf/<lesson>.h`. They
-/// are the records user space reads from maps and ring buffers, so the
-/// generated types get a `plain::Plain` impl. The project's rule for these
-/// headers: integer fields (and arrays of them) only, so every bit pattern is
-/// a valid value.
-fn shared_structs(header: &Path) -> Vec<String> {
+/// The structs declared in a shared header: the records user space reads
+/// from maps and ring buffers, which the generated types get a
+/// `plain::Plain` impl for. The project's rule for these headers: integer
+/// fields (and arrays of them) only, no padding, so every bit pattern is a
+/// valid value.
+fn declared_structs(header: &Path) -> Vec<String> {
     let Ok(text) = fs::read_to_string(header) else {
         return Vec::new();
     };
@@ -152,144 +153,159 @@ fn shared_structs(header: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The shared headers of a BPF source: `bpf/<stem>.h`, and the headers of
-/// `bpf/` that it or the headers of `bpf/lib/` it includes name (two
-/// lessons that share one, like lsm_guard and cgroup_guard with guard.h).
-fn shared_headers(bpf_dir: &Path, stem: &str) -> Vec<PathBuf> {
-    let mut headers = vec![bpf_dir.join(format!("{stem}.h"))];
-    let mut sources = vec![bpf_dir.join(format!("{stem}.bpf.c"))];
-    while let Some(source) = sources.pop() {
-        let text = fs::read_to_string(&source).unwrap_or_default();
-        for line in text.lines() {
-            let Some(name) = line
-                .strip_prefix("#include \"")
+/// The headers whose types a BPF source shares with Rust: its own
+/// `<stem>.h` beside it, and every `*_types.h` it includes, directly or
+/// through other headers (bpf/lib/guard_types.h, which lsm_guard and
+/// cgroup_guard share). A quoted include is looked up as clang does: next
+/// to the including file, then in each `-I` directory.
+fn shared_headers(source: &Path, stem: &str, include_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let own = source.with_file_name(format!("{stem}.h"));
+    let mut headers = vec![own.canonicalize().unwrap_or(own)];
+    let mut to_read = vec![source.to_path_buf()];
+    let mut seen = Vec::new();
+    while let Some(file) = to_read.pop() {
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        let names = text.lines().filter_map(|line| {
+            line.strip_prefix("#include \"")
                 .and_then(|rest| rest.strip_suffix('"'))
-            else {
+        });
+        for name in names {
+            let dirs = file.parent().into_iter().chain(include_dirs.iter().map(|d| d.as_path()));
+            let Some(path) = dirs.map(|d| d.join(name)).find(|p| p.is_file()) else {
                 continue;
             };
-            let path = source.parent().unwrap_or(bpf_dir).join(name);
-            if name.starts_with("lib/") {
-                sources.push(path);
-            } else if path.parent().and_then(|p| p.canonicalize().ok())
-                == bpf_dir.canonicalize().ok()
-                && name != "vmlinux.h"
-                && !headers
-                    .iter()
-                    .any(|h| h.ends_with(path.file_name().unwrap()))
-            {
-                headers.push(path);
+            let path = path.canonicalize().unwrap_or(path);
+            if seen.contains(&path) {
+                continue;
             }
+            seen.push(path.clone());
+            if name.ends_with("_types.h") && !headers.contains(&path) {
+                headers.push(path.clone());
+            }
+            to_read.push(path);
         }
     }
     headers
 }
 
-/// The fields of `pub struct NAME { ... }` in a generated skeleton, as
-/// (field, Rust type), or None when the skeleton has no such struct.
-fn struct_fields(skel: &str, name: &str) -> Option<Vec<(String, String)>> {
-    let start = skel.find(&format!("pub struct {name} {{"))?;
-    let rest = &skel[start..];
-    let body = &rest[rest.find('{')? + 1..rest.find('}')?];
-    Some(
-        body.lines()
-            .filter_map(|line| {
-                let line = line.trim().strip_prefix("pub ")?.strip_suffix(',')?;
-                let (field, ty) = line.split_once(": ")?;
-                Some((field.trim_start_matches("r#").to_string(), ty.to_string()))
-            })
-            .collect(),
-    )
+/// Size and alignment of an integer, or an array (of arrays) of integers,
+/// in BTF; None for anything else.
+fn integer_layout(ty: BtfType) -> Option<(usize, usize)> {
+    let ty = ty.skip_mods_and_typedefs();
+    if let Ok(array) = Array::try_from(ty) {
+        let (size, align) = integer_layout(array.contained_type())?;
+        return Some((size * array.capacity(), align));
+    }
+    let int = Int::try_from(ty).ok()?;
+    let size = int.size();
+    matches!(size, 1 | 2 | 4 | 8).then_some((size, size))
 }
 
-/// Size and alignment of an integer type, or an array (of arrays) of one,
-/// as libbpf-cargo writes it; None for anything else.
-fn integer_layout(ty: &str) -> Option<(usize, usize)> {
-    if let Some(inner) = ty.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-        let (elem, n) = inner.rsplit_once("; ")?;
-        let (size, align) = integer_layout(elem)?;
-        return Some((size * n.parse::<usize>().ok()?, align));
-    }
-    match ty {
-        "u8" | "i8" => Some((1, 1)),
-        "u16" | "i16" => Some((2, 2)),
-        "u32" | "i32" => Some((4, 4)),
-        "u64" | "i64" => Some((8, 8)),
-        _ => None,
-    }
+/// Whether a member's type is an unsigned 64-bit integer (a counter).
+fn is_u64(ty: BtfType) -> bool {
+    Int::try_from(ty.skip_mods_and_typedefs())
+        .is_ok_and(|int| int.bits == 64 && matches!(int.encoding, IntEncoding::None))
+}
+
+/// A shared struct whose layout passed [`check_plain`].
+struct SharedStruct {
+    name: String,
+    /// Its field names when every field is a `__u64`: a set of counters,
+    /// which get `maps::Counters` to sum per-CPU copies.
+    counters: Option<Vec<String>>,
 }
 
 /// `plain::Plain` lets Rust read a struct from any bytes, which is sound only
 /// when every bit pattern is a valid value and nothing is uninitialised:
-/// integers and arrays of integers, with no padding. Checks the Rust type
-/// libbpf-cargo generated for each shared struct; stops the build, naming
-/// the struct and field, if one breaks the rule. Returns, for each struct
-/// whose fields are all u64 (the lessons' counters), its field names.
-fn check_plain(stem: &str, skel: &Path, structs: &[String]) -> Vec<(String, Vec<String>)> {
-    let text = fs::read_to_string(skel)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", skel.display())));
-    let mut counters = Vec::new();
-    for name in structs {
-        let Some(fields) = struct_fields(&text, name) else {
-            continue;
-        };
-        let padding = |at: usize| -> ! {
+/// integers and arrays of integers, with no padding. Checks each shared
+/// struct as the object's BTF lays it out, the layout the generated Rust
+/// type copies; stops the build, naming the struct and field, if one
+/// breaks the rule.
+fn check_plain(header: &Path, btf: &Btf, name: &str) -> SharedStruct {
+    // As the reader knows it: bpf/..., not the absolute path.
+    let header = header.to_string_lossy();
+    let header = header.rfind("/bpf/").map_or(&*header, |i| &header[i + 1..]);
+    let Some(st) = btf.type_by_name::<Struct>(name) else {
+        fail(&format!(
+            "{header}: struct {name} is not in the BPF object: use it there (a map's key or \
+             value, or a global) so that the skeleton has its type"
+        ));
+    };
+    let padding = |at: usize| -> ! {
+        fail(&format!(
+            "{header}: struct {name} has padding at byte {at}: shared structs have none \
+             (reorder the fields, or add the padding as a field of its own)"
+        ))
+    };
+    let mut end = 0;
+    let mut counters = Some(Vec::new());
+    for member in st.iter() {
+        let field = member.name.map_or("?".into(), |n| n.to_string_lossy().into_owned());
+        let ty = btf.type_by_id::<BtfType>(member.ty);
+        let layout = ty.and_then(integer_layout);
+        let (Some((size, align)), MemberAttr::Normal { offset }) = (layout, member.attr) else {
             fail(&format!(
-                "bpf/{stem}.h: struct {name} has padding at byte {at}: shared structs have none \
-                 (reorder the fields, or add the padding as a field of its own)"
-            ))
+                "{header}: struct {name} field `{field}` is not an integer: shared structs hold \
+                 integers and arrays of integers only (plain::Plain reads them from raw bytes)"
+            ));
         };
-        // Lay the fields out as C (and #[repr(C)]) does, looking for gaps.
-        let (mut offset, mut max_align) = (0, 1);
-        let names: Vec<String> = fields.iter().map(|(f, _)| f.clone()).collect();
-        let all_u64 = fields.iter().all(|(_, ty)| ty == "u64");
-        for (field, ty) in fields {
-            if let Some(at) = field.strip_prefix("__pad_") {
-                padding(at.parse().unwrap_or(offset));
-            }
-            let Some((size, align)) = integer_layout(&ty) else {
-                fail(&format!(
-                    "bpf/{stem}.h: struct {name} field `{field}` is `{ty}` in Rust: shared structs \
-                     hold integers and arrays of integers only (plain::Plain reads them from raw \
-                     bytes)"
-                ));
-            };
-            if offset % align != 0 {
-                padding(offset);
-            }
-            offset += size;
-            max_align = max_align.max(align);
+        let offset = offset as usize / 8;
+        if offset != end || offset % align != 0 {
+            padding(end);
         }
-        if offset % max_align != 0 {
-            padding(offset);
-        }
-        if all_u64 {
-            counters.push((name.clone(), names));
+        end = offset + size;
+        match (&mut counters, ty.is_some_and(is_u64)) {
+            (Some(names), true) => names.push(field),
+            _ => counters = None,
         }
     }
-    counters
+    if end != st.size() {
+        padding(end);
+    }
+    SharedStruct {
+        name: name.to_string(),
+        counters,
+    }
 }
 
-fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("set by cargo");
-    let bpf_dir = manifest.join("bpf");
+/// What the build knows from cargo: where things are, and for which arch.
+struct Paths {
+    manifest: PathBuf,
+    out_dir: PathBuf,
+    arch: String,
+    bpf_dir: PathBuf,
+}
 
-    println!("cargo:rerun-if-changed=bpf");
-    println!("cargo:rerun-if-changed=headers");
-    println!("cargo:rerun-if-changed=scripts/bpf-cflags");
-    println!("cargo:rerun-if-env-changed=BPF_CLANG");
-    println!("cargo:rerun-if-env-changed=BPF_CFLAGS");
+impl Paths {
+    fn from_cargo() -> Paths {
+        let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+        Paths {
+            out_dir: PathBuf::from(env::var("OUT_DIR").expect("set by cargo")),
+            arch: env::var("CARGO_CFG_TARGET_ARCH").expect("set by cargo"),
+            bpf_dir: manifest.join("bpf"),
+            manifest,
+        }
+    }
+}
 
+/// The tools the build runs: clang with the BPF target, and rustfmt, which
+/// libbpf-cargo formats the skeletons with. Also checks vmlinux.h.
+struct Tools {
+    clang: PathBuf,
+    rustfmt: PathBuf,
+    vmlinux_dir: PathBuf,
+}
+
+fn find_tools(paths: &Paths) -> Tools {
     // vmlinux.h for the target architecture: committed for x86_64, made by
     // `make vmlinux` on any other machine.
-    let vmlinux_dir = manifest.join("headers").join(&arch);
+    let arch = &paths.arch;
+    let vmlinux_dir = paths.manifest.join("headers").join(arch);
     if !vmlinux_dir.join("vmlinux.h").is_file() {
         fail(&format!(
             "headers/{arch}/vmlinux.h is missing: run `make vmlinux` on an {arch} machine whose kernel has BTF"
         ));
     }
-
     let clang = PathBuf::from(env::var("BPF_CLANG").unwrap_or_else(|_| "clang".into()));
     if !tool_works(&clang) {
         fail(&format!(
@@ -301,20 +317,30 @@ fn main() {
     if !tool_works(&rustfmt) {
         fail("rustfmt not found (libbpf-cargo formats the skeletons with it): run `make setup`");
     }
+    Tools {
+        clang,
+        rustfmt,
+        vmlinux_dir,
+    }
+}
 
-    // libbpf's BPF-side headers (bpf_helpers.h, ...) as shipped in libbpf-sys,
-    // the same libbpf version the skeletons load with.
+/// libbpf's BPF-side headers (bpf_helpers.h, ...) as shipped in libbpf-sys,
+/// the same libbpf version the skeletons load with, under OUT_DIR/include.
+fn write_libbpf_headers(out_dir: &Path) -> PathBuf {
     let include_dir = out_dir.join("include");
     fs::create_dir_all(include_dir.join("bpf")).expect("create OUT_DIR/include/bpf");
     for (name, content) in libbpf_sys::API_HEADERS.iter() {
         write_if_changed(&include_dir.join("bpf").join(name), content.as_bytes());
     }
+    include_dir
+}
 
-    // The lessons in bpf/, the benchmarks' programs in bpf/bench/, and the
-    // doctor's probes in bpf/doctor/; bpf/lib/ holds the headers they share.
-    let mut sources: Vec<PathBuf> = Vec::new();
+/// The lessons in bpf/, the benchmarks' programs in bpf/bench/, and the
+/// doctor's probes in bpf/doctor/ (bpf/lib/ holds the headers they share).
+fn bpf_sources(bpf_dir: &Path) -> Vec<PathBuf> {
+    let mut sources = Vec::new();
     for dir in [
-        bpf_dir.clone(),
+        bpf_dir.to_path_buf(),
         bpf_dir.join("bench"),
         bpf_dir.join("doctor"),
     ] {
@@ -327,115 +353,169 @@ fn main() {
         );
     }
     sources.sort();
+    sources
+}
 
-    let (mut cflags, kernel_arch) = bpf_cflags(&manifest, &arch);
+/// The include directories, in clang's order after the including file's.
+fn include_dirs(paths: &Paths, tools: &Tools, libbpf_headers: &Path) -> Vec<PathBuf> {
+    vec![
+        tools.vmlinux_dir.clone(),
+        paths.bpf_dir.clone(),
+        paths.bpf_dir.join("lib"),
+        libbpf_headers.to_path_buf(),
+    ]
+}
+
+/// scripts/bpf-cflags, the target arch, the include directories, and
+/// `BPF_CFLAGS` from the environment.
+fn clang_flags(paths: &Paths, include_dirs: &[PathBuf]) -> Vec<OsString> {
+    let (mut cflags, kernel_arch) = bpf_cflags(&paths.manifest, &paths.arch);
     cflags.push(format!("-D__TARGET_ARCH_{kernel_arch}").into());
-    for dir in [&vmlinux_dir, &bpf_dir, &bpf_dir.join("lib"), &include_dir] {
+    for dir in include_dirs {
         cflags.push("-I".into());
         cflags.push(dir.into());
     }
     if let Ok(extra) = env::var("BPF_CFLAGS") {
         cflags.extend(extra.split_whitespace().map(OsString::from));
     }
+    cflags
+}
 
-    let mut modules = BTreeMap::new();
-    for src in &sources {
-        let file = src.file_name().unwrap().to_string_lossy().into_owned();
-        let stem = file.trim_end_matches(".bpf.c").to_string();
-        if !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            fail(&format!(
-                "bpf/{file}: name a BPF source with letters, digits and _ only (it becomes a Rust module)"
-            ));
-        }
-        let compiled = out_dir.join(format!("{stem}.clang.o"));
-        let obj = out_dir.join(format!("{stem}.bpf.o"));
-        let skel = out_dir.join(format!("{stem}.skel.rs"));
-        let depfile = out_dir.join(format!("{stem}.d"));
-        let cmdfile = out_dir.join(format!("{stem}.cmd"));
+/// One BPF source, built: its skeleton, and its shared structs.
+struct Module {
+    stem: String,
+    skel: PathBuf,
+    structs: Vec<SharedStruct>,
+}
 
-        let mut cmd = Command::new(&clang);
-        cmd.args(&cflags)
-            .arg("-MD")
-            .arg("-MF")
-            .arg(&depfile)
-            .arg("-c")
-            .arg(src)
-            .arg("-o")
-            .arg(&compiled);
-        let cmdline = format!("{cmd:?}");
-
-        if !is_fresh(&skel, &depfile, &cmdfile, &cmdline) {
-            let output = cmd
-                .output()
-                .unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", clang.display())));
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            if !output.status.success() {
-                eprintln!("{stderr}");
-                fail(&format!(
-                    "clang failed to compile bpf/{file} (errors above)"
-                ));
-            }
-            for line in stderr.lines() {
-                println!("cargo:warning={line}");
-            }
-            if let Err(e) = link_without_dwarf(&compiled, &obj) {
-                fail(&format!("linking bpf/{file} with libbpf: {e}"));
-            }
-            if let Err(e) = SkeletonBuilder::new()
-                .obj(&obj)
-                .rustfmt(&rustfmt)
-                .generate(&skel)
-            {
-                fail(&format!("generating the skeleton for bpf/{file}: {e:#}"));
-            }
-            write_if_changed(&cmdfile, cmdline.as_bytes());
-        }
-        // A lesson's own header must have all its structs in the skeleton
-        // (the build fails on one missing); a header shared with another
-        // lesson contributes those this object uses.
-        let generated = fs::read_to_string(&skel).unwrap_or_default();
-        let structs: Vec<String> = shared_headers(&bpf_dir, &stem)
-            .iter()
-            .enumerate()
-            .flat_map(|(i, h)| {
-                let mut structs = shared_structs(h);
-                if i > 0 {
-                    structs.retain(|n| generated.contains(&format!("pub struct {n} {{")));
-                }
-                structs
-            })
-            .collect();
-        let counters = check_plain(&stem, &skel, &structs);
-        modules.insert(stem.clone(), (skel, structs, counters));
+/// Compiles `src` with clang, links it without DWARF and generates its
+/// skeleton, unless the outputs are fresh; then checks its shared structs.
+fn build_object(
+    paths: &Paths,
+    tools: &Tools,
+    cflags: &[OsString],
+    include_dirs: &[PathBuf],
+    src: &Path,
+) -> Module {
+    let file = src.file_name().unwrap().to_string_lossy().into_owned();
+    let stem = file.trim_end_matches(".bpf.c").to_string();
+    if !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        fail(&format!(
+            "bpf/{file}: name a BPF source with letters, digits and _ only (it becomes a Rust module)"
+        ));
     }
+    let out = |ext: &str| paths.out_dir.join(format!("{stem}.{ext}"));
+    let (compiled, obj, skel) = (out("clang.o"), out("bpf.o"), out("skel.rs"));
+    let (depfile, cmdfile) = (out("d"), out("cmd"));
 
-    // The compiler and its arguments, one per line, for tests that build a
-    // variant of a lesson (a check removed with -D) the way this build does.
-    let mut clang_args = vec![clang.clone().into_os_string()];
-    clang_args.extend(cflags.iter().cloned());
-    let clang_args: Vec<String> = clang_args
-        .iter()
+    let mut cmd = Command::new(&tools.clang);
+    cmd.args(cflags)
+        .arg("-MD")
+        .arg("-MF")
+        .arg(&depfile)
+        .arg("-c")
+        .arg(src)
+        .arg("-o")
+        .arg(&compiled);
+    let cmdline = format!("{cmd:?}");
+    if !is_fresh(&skel, &depfile, &cmdfile, &cmdline) {
+        compile(&mut cmd, &tools.clang, &file);
+        if let Err(e) = link_without_dwarf(&compiled, &obj) {
+            fail(&format!("linking bpf/{file} with libbpf: {e}"));
+        }
+        if let Err(e) = SkeletonBuilder::new()
+            .obj(&obj)
+            .rustfmt(&tools.rustfmt)
+            .generate(&skel)
+        {
+            fail(&format!("generating the skeleton for bpf/{file}: {e:#}"));
+        }
+        write_if_changed(&cmdfile, cmdline.as_bytes());
+    }
+    let structs = shared_structs(src, &stem, include_dirs, &obj);
+    Module {
+        stem,
+        skel,
+        structs,
+    }
+}
+
+/// Runs clang; its warnings become cargo warnings, its errors end the build.
+fn compile(cmd: &mut Command, clang: &Path, file: &str) {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", clang.display())));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        eprintln!("{stderr}");
+        fail(&format!("clang failed to compile bpf/{file} (errors above)"));
+    }
+    for line in stderr.lines() {
+        println!("cargo:warning={line}");
+    }
+}
+
+/// The shared structs of one object, checked against its BTF. A lesson's
+/// own header must have all its structs in the object; a `*_types.h`
+/// shared with other lessons contributes those this object has.
+fn shared_structs(
+    src: &Path,
+    stem: &str,
+    include_dirs: &[PathBuf],
+    obj: &Path,
+) -> Vec<SharedStruct> {
+    let headers = shared_headers(src, stem, include_dirs);
+    if headers.iter().all(|h| declared_structs(h).is_empty()) {
+        return Vec::new();
+    }
+    let btf = Btf::from_path(obj)
+        .unwrap_or_else(|e| fail(&format!("reading the BTF of {}: {e}", obj.display())));
+    let mut structs = Vec::new();
+    for (i, header) in headers.iter().enumerate() {
+        for name in declared_structs(header) {
+            if i > 0 && btf.type_by_name::<Struct>(&name).is_none() {
+                continue;
+            }
+            structs.push(check_plain(header, &btf, &name));
+        }
+    }
+    structs
+}
+
+/// The compiler and its arguments, one per line, for tests that build a
+/// variant of a lesson (a check removed with -D) the way this build does.
+fn write_clang_args(out_dir: &Path, clang: &Path, cflags: &[OsString]) {
+    let args: Vec<String> = std::iter::once(clang.as_os_str())
+        .chain(cflags.iter().map(|a| a.as_os_str()))
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     write_if_changed(
         &out_dir.join("bpf-clang-args"),
-        (clang_args.join("\n") + "\n").as_bytes(),
+        (args.join("\n") + "\n").as_bytes(),
     );
+}
 
-    // One module per BPF source: `learning_ebpf_rs::skel::<stem>`.
+/// OUT_DIR/skeletons.rs: one module per BPF source
+/// (`learning_ebpf_rs::skel::<stem>`), with `plain::Plain` for its shared
+/// structs and `maps::Counters` for those that are counters.
+fn write_skeleton_index(out_dir: &Path, modules: &[Module]) {
     let mut index = String::from("// Generated by build.rs: one module per bpf/*.bpf.c.\n");
-    for (stem, (skel, structs, counters)) in &modules {
+    for Module {
+        stem,
+        skel,
+        structs,
+    } in modules
+    {
         index.push_str(&format!(
             "#[allow(clippy::all, clippy::pedantic, missing_docs, non_camel_case_types, dead_code)]\n\
              pub mod {stem} {{\n    include!({skel:?});\n"
         ));
-        for name in structs {
+        for SharedStruct { name, counters } in structs {
             index.push_str(&format!(
                 "    // SAFETY: declared in a shared header of bpf/{stem}.bpf.c, whose structs hold integers only.\n    \
                  unsafe impl plain::Plain for types::{name} {{}}\n"
             ));
-        }
-        for (name, fields) in counters {
+            let Some(fields) = counters else { continue };
             let adds: Vec<String> = fields
                 .iter()
                 .map(|f| format!("self.r#{f} = self.r#{f}.wrapping_add(other.r#{f});"))
@@ -449,4 +529,25 @@ fn main() {
         index.push_str("}\n");
     }
     write_if_changed(&out_dir.join("skeletons.rs"), index.as_bytes());
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=bpf");
+    println!("cargo:rerun-if-changed=headers");
+    println!("cargo:rerun-if-changed=scripts/bpf-cflags");
+    println!("cargo:rerun-if-env-changed=BPF_CLANG");
+    println!("cargo:rerun-if-env-changed=BPF_CFLAGS");
+
+    let paths = Paths::from_cargo();
+    let tools = find_tools(&paths);
+    let libbpf_headers = write_libbpf_headers(&paths.out_dir);
+    let include_dirs = include_dirs(&paths, &tools, &libbpf_headers);
+    let cflags = clang_flags(&paths, &include_dirs);
+    let mut modules: Vec<Module> = bpf_sources(&paths.bpf_dir)
+        .iter()
+        .map(|src| build_object(&paths, &tools, &cflags, &include_dirs, src))
+        .collect();
+    modules.sort_by(|a, b| a.stem.cmp(&b.stem));
+    write_clang_args(&paths.out_dir, &tools.clang, &cflags);
+    write_skeleton_index(&paths.out_dir, &modules);
 }

@@ -8,7 +8,7 @@
 pub mod cidr;
 pub mod cli;
 pub mod errors;
-pub mod guard;
+pub mod guards;
 pub mod hist;
 pub mod lessons;
 pub mod link;
@@ -33,5 +33,22 @@ pub mod skel {
     /// may have no such section, or libbpf may not have mapped it.
     pub fn rodata<T>(data: Option<&mut T>) -> anyhow::Result<&mut T> {
         data.ok_or_else(|| anyhow::anyhow!("the BPF object has no .rodata to configure"))
+    }
+
+    /// A skeleton's `.bss` (its zero-initialised globals: the counters the
+    /// BPF side keeps), to read after load with [`crate::maps::read_global`].
+    /// libbpf-rs hands it out as an `Option` for the same reasons as
+    /// [`rodata`]; `None` also when the object declares no such globals.
+    pub fn bss<T>(data: Option<&T>) -> anyhow::Result<&T> {
+        data.ok_or_else(|| {
+            anyhow::anyhow!("the BPF object has no .bss mapped, where its counters would be")
+        })
+    }
+
+    /// [`bss`], writable: to reset or set a global while the programs run.
+    pub fn bss_mut<T>(data: Option<&mut T>) -> anyhow::Result<&mut T> {
+        data.ok_or_else(|| {
+            anyhow::anyhow!("the BPF object has no .bss mapped, where its globals would be")
+        })
     }
 }

@@ -47,3 +47,14 @@ pub fn bytes_of<T: Plain>(value: &T) -> &[u8] {
     // no padding, so every byte is initialised.
     unsafe { plain::as_bytes(value) }
 }
+
+/// Reads a global variable of a skeleton's `.bss` or `.data` (a counter)
+/// that the BPF side may be updating meanwhile. The skeleton maps those
+/// sections into this process; a volatile read makes the compiler load the
+/// value from that memory each time instead of reusing an earlier read.
+pub fn read_global<T: Copy>(value: &T) -> T {
+    // SAFETY: `value` is a valid, aligned reference into the mapped section;
+    // the BPF side writes such counters whole (aligned stores or atomic
+    // adds), so the read sees an old or a new value, never a torn one.
+    unsafe { std::ptr::read_volatile(value) }
+}

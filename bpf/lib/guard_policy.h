@@ -7,7 +7,7 @@
 #ifndef GUARD_POLICY_H
 #define GUARD_POLICY_H
 
-#include "../guard.h"
+#include "guard_types.h"
 
 #define GUARD_MAX_RULES 1024
 

@@ -12,10 +12,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
-use learning_ebpf_rs::guard::{self, GuardArgs, Policy};
+use learning_ebpf_rs::guards::{self, Counts, GuardArgs, Policy};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::cgroup_guard::CgroupGuardSkelBuilder;
-use learning_ebpf_rs::{cli, errors, signals};
+use learning_ebpf_rs::{cli, errors, signals, skel};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -37,7 +37,7 @@ fn run(args: Args) -> Result<i32> {
     cli::init_libbpf_log(args.guard.verbose);
     privileges::require(&[Cap::Bpf, Cap::NetAdmin])?;
     let policy = Policy::new(args.guard.deny.clone(), Vec::new())?;
-    let cgroup = guard::target(&args.guard, "cgroup_guard")?;
+    let cgroup = guards::target(&args.guard, "cgroup_guard")?;
     let stop = signals::Stop::install()?;
 
     // ANCHOR: spine
@@ -68,15 +68,13 @@ fn run(args: Args) -> Result<i32> {
     }
     // ANCHOR_END: spine
 
-    let bss = skel.maps.bss_data.as_deref().context("no .bss")?;
-    guard::serve(
-        cgroup,
-        &args.guard,
-        &skel.maps.denials,
-        &policy,
-        &stop,
-        || guard::counts(&bss.denied, &bss.dropped),
-    )
+    // Report each denial until the command ends (or Ctrl-C).
+    let bss = skel::bss(skel.maps.bss_data.as_deref())?;
+    let counts = Counts {
+        denied: &bss.denied,
+        dropped: &bss.dropped,
+    };
+    guards::serve(cgroup, &args.guard, &policy, &skel.maps.denials, counts, &stop)
 }
 
 fn main() {

@@ -11,10 +11,10 @@ use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 
-use learning_ebpf_rs::guard::{self, GuardArgs, PathRule, Policy};
+use learning_ebpf_rs::guards::{self, Counts, GuardArgs, PathRule, Policy};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::lsm_guard::LsmGuardSkelBuilder;
-use learning_ebpf_rs::{cli, errors, signals};
+use learning_ebpf_rs::{cli, errors, signals, skel};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -77,7 +77,7 @@ fn run(args: Args) -> Result<i32> {
     privileges::require(&[Cap::Bpf, Cap::Perfmon, Cap::SysAdmin])?;
     require_bpf_lsm()?;
     let policy = Policy::new(args.guard.deny.clone(), args.deny_path.clone())?;
-    let cgroup = guard::target(&args.guard, "lsm_guard")?;
+    let cgroup = guards::target(&args.guard, "lsm_guard")?;
     let stop = signals::Stop::install()?;
 
     // ANCHOR: spine
@@ -104,15 +104,13 @@ fn run(args: Args) -> Result<i32> {
     skel.attach().map_err(load_error).context("attaching")?;
     // ANCHOR_END: spine
 
-    let bss = skel.maps.bss_data.as_deref().context("no .bss")?;
-    guard::serve(
-        cgroup,
-        &args.guard,
-        &skel.maps.denials,
-        &policy,
-        &stop,
-        || guard::counts(&bss.denied, &bss.dropped),
-    )
+    // Report each denial until the command ends (or Ctrl-C).
+    let bss = skel::bss(skel.maps.bss_data.as_deref())?;
+    let counts = Counts {
+        denied: &bss.denied,
+        dropped: &bss.dropped,
+    };
+    guards::serve(cgroup, &args.guard, &policy, &skel.maps.denials, counts, &stop)
 }
 
 fn main() {

@@ -23,7 +23,7 @@ use learning_ebpf_rs::maps::{bytes_of, from_bytes, percpu};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::map_types::types::{bench_op, event, map_sizes};
 use learning_ebpf_rs::skel::map_types::{MapTypesSkel, MapTypesSkelBuilder};
-use learning_ebpf_rs::{cli, errors, report, test_run};
+use learning_ebpf_rs::{cli, errors, report, skel, test_run};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -204,7 +204,7 @@ fn read_contents(skel: &MapTypesSkel, events: Vec<Event>) -> Result<Contents> {
         .build()?
         .consume()
         .context("reading the ring buffer")?;
-    let bss = maps.bss_data.as_deref().context("no .bss")?;
+    let bss = skel::bss(maps.bss_data.as_deref())?;
     let matched: u64 = lpm.iter().map(|(_, n)| n).sum();
     Ok(Contents {
         lpm_unmatched: events.len() as u64 - matched,
@@ -424,7 +424,7 @@ fn run_bench(skel: &mut MapTypesSkel, args: &Args) -> Result<()> {
     let frame = [0u8; 64];
     for _ in 0..args.rounds {
         for (i, (op, name)) in BENCH.iter().enumerate() {
-            let bss = skel.maps.bss_data.as_deref_mut().context("no .bss")?;
+            let bss = skel::bss_mut(skel.maps.bss_data.as_deref_mut())?;
             bss.bench_op = op.0;
             let prog = skel.progs.bench.as_fd();
             let out = test_run::run_on_cpu(prog, &frame, args.runs, args.cpus[0])?;

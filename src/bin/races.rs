@@ -106,7 +106,7 @@ struct Row {
 }
 
 fn bss<'a>(skel: &'a RacesSkel<'_>) -> Result<&'a learning_ebpf_rs::skel::races::types::bss> {
-    skel.maps.bss_data.as_deref().context("no .bss")
+    learning_ebpf_rs::skel::bss(skel.maps.bss_data.as_deref())
 }
 
 /// What each way counted, read after its runs.

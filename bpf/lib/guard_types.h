@@ -3,8 +3,8 @@
  * The policy keys and the denial record of the two security lessons,
  * lsm_guard and cgroup_guard, shared with the Rust side (through BTF).
  */
-#ifndef GUARD_H
-#define GUARD_H
+#ifndef GUARD_TYPES_H
+#define GUARD_TYPES_H
 
 #define GUARD_COMM_LEN 16
 
@@ -62,4 +62,4 @@ struct denial {
 	char comm[GUARD_COMM_LEN];
 };
 
-#endif /* GUARD_H */
+#endif /* GUARD_TYPES_H */

@@ -170,7 +170,10 @@ fn shared_headers(source: &Path, stem: &str, include_dirs: &[PathBuf]) -> Vec<Pa
                 .and_then(|rest| rest.strip_suffix('"'))
         });
         for name in names {
-            let dirs = file.parent().into_iter().chain(include_dirs.iter().map(|d| d.as_path()));
+            let dirs = file
+                .parent()
+                .into_iter()
+                .chain(include_dirs.iter().map(|d| d.as_path()));
             let Some(path) = dirs.map(|d| d.join(name)).find(|p| p.is_file()) else {
                 continue;
             };
@@ -240,7 +243,9 @@ fn check_plain(header: &Path, btf: &Btf, name: &str) -> SharedStruct {
     let mut end = 0;
     let mut counters = Some(Vec::new());
     for member in st.iter() {
-        let field = member.name.map_or("?".into(), |n| n.to_string_lossy().into_owned());
+        let field = member
+            .name
+            .map_or("?".into(), |n| n.to_string_lossy().into_owned());
         let ty = btf.type_by_id::<BtfType>(member.ty);
         let layout = ty.and_then(integer_layout);
         let (Some((size, align)), MemberAttr::Normal { offset }) = (layout, member.attr) else {
@@ -448,7 +453,9 @@ fn compile(cmd: &mut Command, clang: &Path, file: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         eprintln!("{stderr}");
-        fail(&format!("clang failed to compile bpf/{file} (errors above)"));
+        fail(&format!(
+            "clang failed to compile bpf/{file} (errors above)"
+        ));
     }
     for line in stderr.lines() {
         println!("cargo:warning={line}");

@@ -6,19 +6,57 @@ use std::process::exit;
 
 use libbpf_rs::PrintLevel;
 
-/// The options of every tool that reports counters at intervals; flatten it
-/// into a binary's arguments with `#[command(flatten)]`.
+/// `[INTERVAL] [COUNT]`, as bcc's tools take them, and `--json`: the
+/// options of every tool that reports at intervals (counters or
+/// histograms). `--interval SECS` and `-c/--count N` say the same as the
+/// positional forms. Flatten it into a binary's arguments with
+/// `#[command(flatten)]`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReportArgs {
-    /// Seconds between reports
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    pub interval: u64,
-    /// Exit after this many reports (default: run until Ctrl-C)
-    #[arg(short, long)]
-    pub count: Option<u64>,
+    /// Seconds between reports (default: every second for counters; for a
+    /// histogram, one at Ctrl-C)
+    #[arg(value_name = "INTERVAL", value_parser = clap::value_parser!(u64).range(1..))]
+    interval: Option<u64>,
+    /// Number of reports, then exit (default: until Ctrl-C)
+    #[arg(value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// The same as INTERVAL
+    #[arg(
+        long = "interval",
+        value_name = "SECS",
+        conflicts_with = "interval",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    interval_flag: Option<u64>,
+    /// The same as COUNT
+    #[arg(
+        short = 'c',
+        long = "count",
+        value_name = "N",
+        conflicts_with = "count",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    count_flag: Option<u64>,
     /// Print each report as one JSON object per line
     #[arg(long)]
     pub json: bool,
+}
+
+impl ReportArgs {
+    /// The interval given, in seconds (None: not given).
+    pub fn interval_secs(&self) -> Option<u64> {
+        self.interval.or(self.interval_flag)
+    }
+
+    /// The interval given, or `default_secs`.
+    pub fn interval_or(&self, default_secs: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(self.interval_secs().unwrap_or(default_secs))
+    }
+
+    /// How many reports to print (None: until Ctrl-C).
+    pub fn count(&self) -> Option<u64> {
+        self.count.or(self.count_flag)
+    }
 }
 
 /// Parses the command line. A usage error prints clap's first line (the one

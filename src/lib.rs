@@ -14,7 +14,6 @@ pub mod lessons;
 pub mod link;
 pub mod maps;
 pub mod netif;
-pub mod netlink;
 pub mod pin;
 pub mod privileges;
 pub mod report;

@@ -1,13 +1,32 @@
 //! What the reporting tools print: time stamps and JSON lines.
 
-/// Local wall-clock time as HH:MM:SS, for report headers.
-pub fn clock() -> String {
-    // SAFETY: time() and localtime_r() only write into the struct we pass.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
+/// `secs` since the epoch as local wall-clock time, HH:MM:SS: the one
+/// time-stamp helper every report uses.
+pub fn local_time(secs: libc::time_t) -> String {
+    // SAFETY: localtime_r only writes into the struct we pass.
+    let tm = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+        libc::localtime_r(&secs, &mut tm);
+        tm
+    };
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// The local time now as HH:MM:SS, for report headers.
+pub fn clock() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    local_time(now.as_secs() as libc::time_t)
+}
+
+/// `delta` per second over `secs` seconds; 0 when no time has passed (a
+/// report right after the previous one), rather than infinity.
+pub fn rate(delta: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        delta as f64 / secs
+    } else {
+        0.0
     }
 }
 

@@ -49,7 +49,7 @@ impl Stop {
         count: Option<u64>,
         report: impl FnMut(f64) -> Result<()>,
     ) -> Result<()> {
-        self.every_doing(interval, count, (Duration::MAX, || Ok(())), report)
+        self.every_doing(interval, count, Duration::MAX, || Ok(()), report)
     }
 
     /// [`Stop::every`], and meanwhile `chore` every `step` (a tool that
@@ -58,7 +58,8 @@ impl Stop {
         &self,
         interval: Duration,
         count: Option<u64>,
-        (step, mut chore): (Duration, impl FnMut() -> Result<()>),
+        step: Duration,
+        mut chore: impl FnMut() -> Result<()>,
         mut report: impl FnMut(f64) -> Result<()>,
     ) -> Result<()> {
         let mut since = Instant::now();

@@ -108,16 +108,7 @@ impl EventClock {
         let wall = i128::from(ktime_ns) + self.offset_ns;
         let secs = (wall / 1_000_000_000) as libc::time_t;
         let millis = (wall % 1_000_000_000) / 1_000_000;
-        // SAFETY: localtime_r only writes into the struct we pass.
-        let tm = unsafe {
-            let mut tm: libc::tm = std::mem::zeroed();
-            libc::localtime_r(&secs, &mut tm);
-            tm
-        };
-        format!(
-            "{:02}:{:02}:{:02}.{millis:03}",
-            tm.tm_hour, tm.tm_min, tm.tm_sec
-        )
+        format!("{}.{millis:03}", crate::report::local_time(secs))
     }
 }
 

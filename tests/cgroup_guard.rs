@@ -3,7 +3,7 @@
 //! use; every denial is reported once; nothing remains after exit.
 
 use testkit::chapter::assert_sample_where;
-use testkit::guard::{
+use testkit::guards::{
     assert_attempts_reach, assert_bad_guard_inputs, assert_cannot_leave, assert_cases,
     assert_command_mode_leaves_nothing, assert_counts_drops, assert_scoped_to_cgroup,
     assert_stopped, assert_unreachable_command_refused, attempts_under, case, cgroups_left_by,
@@ -107,7 +107,7 @@ fn chapter_run_it_output() {
     // A kernel without UDP-Lite fails that socket before any program runs
     // (the chapter says so): the sample's two lines of it are left out of
     // the comparison there, and that failure is checked instead.
-    let udplite = testkit::guard::has_udplite();
+    let udplite = testkit::guards::has_udplite();
     if !udplite {
         eprintln!(
             "chapter_run_it_output: this kernel has no UDP-Lite; the sample's UDP-Lite lines are left out"

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use testkit::chapter::assert_sample;
-use testkit::guard::{
+use testkit::guards::{
     assert_attempts_reach, assert_bad_guard_inputs, assert_cannot_leave, assert_cases,
     assert_command_mode_leaves_nothing, assert_counts_drops, assert_scoped_to_cgroup,
     assert_stopped, assert_unreachable_command_refused, attempts_under, case, cgroups_left_by,

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -17,7 +18,7 @@ use serde::Serialize;
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::execsnoop::{types, ExecsnoopSkelBuilder};
 use learning_ebpf_rs::trace::{cstr, require_tracefs, EventClock, Events};
-use learning_ebpf_rs::{cli, errors, maps, signals, skel};
+use learning_ebpf_rs::{cli, errors, maps, report, signals, skel};
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -114,8 +115,7 @@ impl Printer {
             signal: (exit && signal != 0).then_some(signal),
         };
         if self.json {
-            println!("{}", serde_json::to_string(&out)?);
-            return Ok(());
+            return report::print_json(&out);
         }
         let last = match (&out.filename, out.exit_status, out.signal) {
             (Some(f), _, _) => f.clone(),
@@ -186,13 +186,8 @@ fn run(args: Args) -> Result<()> {
     };
     // ANCHOR_END: spine
     // What the program counted as not fitting in the buffer (both transports).
-    let dropped = || {
-        skel.maps
-            .bss_data
-            .as_deref()
-            // SAFETY: the kernel updates this mmapped value; read it fresh.
-            .map_or(0, |bss| unsafe { std::ptr::read_volatile(&bss.dropped) })
-    };
+    let bss = skel::bss(skel.maps.bss_data.as_deref())?;
+    let dropped = || maps::read_global(&bss.dropped);
     // The kernel's own count of lost perf records arrives in this callback,
     // lazily: in a record written before the next sample that fits into that
     // CPU's buffer. It is shown for comparison; `dropped` is the figure used.
@@ -229,10 +224,18 @@ fn run(args: Args) -> Result<()> {
     );
     printer.borrow().header();
 
-    // Poll until Ctrl-C or -d; after each poll, warn if the loss grew.
-    events.until_stopped(&stop, args.duration, || {
-        printer.borrow_mut().lost_total(dropped())
-    })?;
+    // ANCHOR: poll
+    // Poll until Ctrl-C or -d. Each poll waits at most 100 ms for events
+    // (and hands them to on_event), so that a stop is noticed quickly;
+    // after each, warn if the loss grew. Then drain what is left.
+    let deadline = args.duration.map(|d| Instant::now() + Duration::from_secs(d));
+    while !stop.requested() && deadline.is_none_or(|d| Instant::now() < d) {
+        events.poll(Duration::from_millis(100))?;
+        printer.borrow_mut().lost_total(dropped());
+    }
+    events.consume()?;
+    printer.borrow_mut().lost_total(dropped());
+    // ANCHOR_END: poll
     if args.perf_buffer {
         eprintln!(
             "(the perf buffer's own lost-record notices so far: {})",

@@ -32,12 +32,6 @@ struct Args {
     /// the first this kernel has is timed
     #[arg(short, long, value_name = "FUNC[,FUNC...]")]
     function: String,
-    /// Seconds between histograms (default: one, on Ctrl-C)
-    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
-    interval: Option<u64>,
-    /// Number of histograms to print, then exit
-    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
-    count: Option<u64>,
     /// Only this process
     #[arg(short, long, value_name = "PID")]
     pid: Option<u32>,
@@ -47,9 +41,8 @@ struct Args {
     /// Nanoseconds instead of microseconds
     #[arg(short, long)]
     nanoseconds: bool,
-    /// One JSON object per histogram
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    report: cli::ReportArgs,
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
@@ -136,11 +129,11 @@ fn run(mut args: Args) -> Result<()> {
     hist::report_deltas(
         &skel.maps.hist,
         &stop,
-        args.interval,
-        args.count,
+        args.report.interval_secs(),
+        args.report.count(),
         &hist::Style {
             unit,
-            json: args.json,
+            json: args.report.json,
             timestamp: false,
         },
     )?;

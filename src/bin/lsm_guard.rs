@@ -110,7 +110,14 @@ fn run(args: Args) -> Result<i32> {
         denied: &bss.denied,
         dropped: &bss.dropped,
     };
-    guards::serve(cgroup, &args.guard, &policy, &skel.maps.denials, counts, &stop)
+    guards::serve(
+        cgroup,
+        &args.guard,
+        &policy,
+        &skel.maps.denials,
+        counts,
+        &stop,
+    )
 }
 
 fn main() {

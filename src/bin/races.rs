@@ -105,6 +105,18 @@ struct Row {
     note: String,
 }
 
+/// The forced interleaving's line of `--json`.
+#[derive(Serialize)]
+struct ForcedReport {
+    forced_interleaving: Forced,
+}
+
+#[derive(Serialize)]
+struct Forced {
+    increments: u32,
+    counted: u64,
+}
+
 fn bss<'a>(skel: &'a RacesSkel<'_>) -> Result<&'a learning_ebpf_rs::skel::races::types::bss> {
     learning_ebpf_rs::skel::bss(skel.maps.bss_data.as_deref())
 }
@@ -210,7 +222,12 @@ fn run(args: Args) -> Result<()> {
     }
     let went_up = forced(&skel, &args.cpus)?;
     if args.json {
-        println!("{{\"forced_interleaving\":{{\"increments\":2,\"counted\":{went_up}}}}}");
+        report::print_json(&ForcedReport {
+            forced_interleaving: Forced {
+                increments: 2,
+                counted: went_up,
+            },
+        })?;
     } else {
         println!(
             "\nForced interleaving (CPU {a} loads, CPU {b} loads, CPU {a} stores, CPU {b} stores): \

@@ -25,12 +25,6 @@ EXAMPLES:
 #[derive(Parser)]
 #[command(version, after_help = EXAMPLES)]
 struct Args {
-    /// Seconds between histograms (default: one, on Ctrl-C)
-    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
-    interval: Option<u64>,
-    /// Number of histograms to print, then exit
-    #[arg(value_parser = clap::value_parser!(u64).range(1..))]
-    count: Option<u64>,
     /// Only threads of this process
     #[arg(short, long, value_name = "PID")]
     pid: Option<u32>,
@@ -43,9 +37,8 @@ struct Args {
     /// Print a timestamp before each histogram
     #[arg(short = 'T', long)]
     timestamp: bool,
-    /// One JSON object per histogram
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    report: cli::ReportArgs,
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
@@ -81,11 +74,11 @@ fn run(args: Args) -> Result<()> {
     hist::report_deltas(
         &skel.maps.hist,
         &stop,
-        args.interval,
-        args.count,
+        args.report.interval_secs(),
+        args.report.count(),
         &hist::Style {
             unit,
-            json: args.json,
+            json: args.report.json,
             timestamp: args.timestamp,
         },
     )?;

@@ -6,7 +6,6 @@
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -106,8 +105,8 @@ fn report(
             packets: n.packets,
             bytes: n.bytes,
             dropped: n.dropped,
-            pps: (n.packets - p.packets) as f64 / secs,
-            bps: (n.bytes - p.bytes) as f64 * 8.0 / secs,
+            pps: report::rate(n.packets - p.packets, secs),
+            bps: report::rate(n.bytes - p.bytes, secs) * 8.0,
         })
         .collect();
     let report = Report {
@@ -186,8 +185,8 @@ fn run(args: Args) -> Result<()> {
     // Report every interval from counter deltas; on Ctrl-C one last report.
     let mut prev = read_totals(&skel.maps.counters)?;
     stop.every(
-        Duration::from_secs(args.report.interval),
-        args.report.count,
+        args.report.interval_or(1),
+        args.report.count(),
         |secs| {
             let now = read_totals(&skel.maps.counters)?;
             report(&now, &prev, secs, args.report.json)?;

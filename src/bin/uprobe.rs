@@ -16,7 +16,7 @@ use serde::Serialize;
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::uprobe::{types, UprobeSkelBuilder};
 use learning_ebpf_rs::trace::{cstr, EventClock, Events};
-use learning_ebpf_rs::{cli, errors, maps, signals, skel};
+use learning_ebpf_rs::{cli, errors, maps, report, signals, skel};
 
 /// How many integer arguments the probe reports (UPROBE_ARGS in uprobe.h).
 const ARGS: usize = types::uprobe_limits::UPROBE_ARGS.0 as usize;
@@ -130,7 +130,7 @@ impl Printer<'_> {
             ret: (!entry).then(|| self.ret_type.value(e.ret)),
         };
         if self.json {
-            println!("{}", serde_json::to_string(&out)?);
+            report::print_json(&out)?;
             return Ok(());
         }
         let call = if entry {
@@ -242,10 +242,7 @@ fn run(args: Args) -> Result<()> {
     // ANCHOR_END: spine
     // Poll until Ctrl-C or -d, then drain what is left.
     events.until_stopped(&stop, args.duration, || {})?;
-    let lost = skel.maps.bss_data.as_deref().map_or(0, |b| {
-        // SAFETY: the kernel updates this mmapped value; read it fresh.
-        unsafe { std::ptr::read_volatile(&b.dropped) }
-    });
+    let lost = maps::read_global(&skel::bss(skel.maps.bss_data.as_deref())?.dropped);
     eprintln!("{} events, {lost} lost.", printer.borrow().events);
     Ok(())
 }

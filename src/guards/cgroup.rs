@@ -326,4 +326,3 @@ pub fn user_can_run(path: &Path, user: &User) -> Result<()> {
     }
     Ok(())
 }
-

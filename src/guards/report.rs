@@ -267,7 +267,11 @@ mod tests {
         assert!(json.get("path").is_none());
 
         let tun = DenialReport::new(&denial(GuardKind::GUARD_TUN, 0), &policy);
-        assert!(tun.line().starts_with("DENIED tun     /dev/net/tun "), "{}", tun.line());
+        assert!(
+            tun.line().starts_with("DENIED tun     /dev/net/tun "),
+            "{}",
+            tun.line()
+        );
         let json: serde_json::Value = serde_json::to_value(&tun).unwrap();
         assert!(json.get("proto").is_none() && json.get("addr").is_none());
     }

@@ -24,7 +24,7 @@ pub mod bench;
 mod bpffs;
 pub mod chapter;
 mod cpu;
-pub mod guard;
+pub mod guards;
 pub mod kernel;
 mod netns;
 pub mod packets;

@@ -12,8 +12,7 @@ use learning_ebpf_rs::netif;
 use learning_ebpf_rs::skel::load_balancer::types;
 use learning_ebpf_rs::tc::{TcAttachment, TcDirection, TcMode};
 
-use crate::backends::{all_backends, rebuild_table, socket_addr, write_backend, State};
-use crate::manage::Lock;
+use crate::backends::{all_backends, rebuild_table, socket_addr, write_backend, Lock, State};
 
 /// Where the program is attached: TC ingress of the clients' interface and
 /// of every interface a backend is reached through, since the replies must

@@ -1,7 +1,10 @@
 //! The backends map and the selection table: slots, states, generations,
+//! the lock that the balancer and the management commands change them under,
 //! and the smooth weighted round robin that fills the table.
 
 use std::collections::HashSet;
+use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::str::FromStr;
 
@@ -18,6 +21,39 @@ const NO_BACKEND: u32 = types::lb_limits::LB_NO_BACKEND.0;
 pub const GEN_MASK: u32 = (1 << types::lb_limits::LB_GEN_BITS.0) - 1;
 
 pub use types::lb_backend_state as State;
+
+/// A backend's state as `stats` names it.
+pub fn state_name(state: u32) -> &'static str {
+    match State(state) {
+        State::LB_BACKEND_ACTIVE => "active",
+        State::LB_BACKEND_DRAINING => "draining",
+        State::LB_BACKEND_REMOVED => "removed",
+        State::LB_BACKEND_PENDING => "pending",
+        _ => "failed",
+    }
+}
+
+/// The management commands and the balancer change the backends and the
+/// table under this lock (flock on the pin directory), one at a time.
+pub struct Lock {
+    pub _file: std::fs::File,
+}
+
+impl Lock {
+    pub fn take(dir: &Path) -> Result<Lock> {
+        let file =
+            std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!(
+                "locking {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(Lock { _file: file })
+    }
+}
 
 /// `IP:PORT[,WEIGHT]` from the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -57,18 +57,23 @@ EXAMPLES:
 struct Cli {
     #[command(subcommand)]
     manage: Option<Manage>,
+    /// Absent when a management command runs instead.
     #[command(flatten)]
-    run: RunArgs,
+    run: Option<RunArgs>,
+    /// Beside the run's arguments, not among them: clap cannot tell an
+    /// optional group that holds another group apart from an absent one.
+    #[command(flatten)]
+    report: cli::ReportArgs,
 }
 
 #[derive(Args)]
 struct RunArgs {
     /// Interface the clients' traffic arrives on
-    #[arg(short, long, value_name = "IFACE", required = true)]
-    iface: Option<String>,
+    #[arg(short, long, value_name = "IFACE")]
+    iface: String,
     /// Virtual address and port the clients connect to
-    #[arg(long, value_name = "IP:PORT", required = true)]
-    vip: Option<SocketAddrV4>,
+    #[arg(long, value_name = "IP:PORT")]
+    vip: SocketAddrV4,
     /// A backend, with an optional weight (default 1); repeatable
     #[arg(long = "backend", value_name = "IP:PORT[,WEIGHT]")]
     backends: Vec<Backend>,
@@ -81,8 +86,6 @@ struct RunArgs {
     /// Directory (on a bpffs) to pin the maps in, for the management commands
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN)]
     pin: PathBuf,
-    #[command(flatten)]
-    report: cli::ReportArgs,
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
@@ -137,11 +140,11 @@ enum Proto {
     Both,
 }
 
-fn run(args: RunArgs) -> Result<()> {
+fn run(args: RunArgs, report_args: &cli::ReportArgs) -> Result<()> {
     learning_ebpf_rs::lessons::require_kernel("load_balancer")?;
     cli::init_libbpf_log(args.verbose);
-    let iface = args.iface.clone().unwrap_or_default();
-    let vip = args.vip.ok_or_else(|| anyhow!("--vip is required"))?;
+    let iface = args.iface.clone();
+    let vip = args.vip;
     // Check everything that can be checked before touching the kernel.
     netif::ifindex(&iface)?;
     check_unique(&args.backends)?;
@@ -154,14 +157,20 @@ fn run(args: RunArgs) -> Result<()> {
     {
         bail!("IPv4 forwarding is off in this network namespace: enable it with `sysctl -w net.ipv4.ip_forward=1`");
     }
-    for b in &args.backends {
-        if netif::route_iface(*b.addr.ip())?.is_none() {
-            bail!(
-                "no route to backend {} in this network namespace",
-                b.addr.ip()
-            );
-        }
-    }
+    // Where each backend is reached: its replies arrive there, so the
+    // program goes there too.
+    let backend_ifaces = args
+        .backends
+        .iter()
+        .map(|b| {
+            netif::route_iface(*b.addr.ip())?.ok_or_else(|| {
+                anyhow!(
+                    "no route to backend {} in this network namespace",
+                    b.addr.ip()
+                )
+            })
+        })
+        .collect::<Result<Vec<String>>>()?;
     let mut pins = Pins::new(&args.pin, OnExit::Unpin)?;
     let stop = signals::Stop::install()?;
 
@@ -212,10 +221,8 @@ fn run(args: RunArgs) -> Result<()> {
         mode: args.attach,
         ifaces: Vec::new(),
     };
-    for b in &args.backends {
-        if let Some(iface) = netif::route_iface(*b.addr.ip())? {
-            attached.attach(&iface)?;
-        }
+    for backend_iface in &backend_ifaces {
+        attached.attach(backend_iface)?;
     }
     attached.attach(&iface)?;
     eprintln!(
@@ -235,12 +242,13 @@ fn run(args: RunArgs) -> Result<()> {
     // every 200 ms, take up the backends that `add` asked for.
     let take_up = || attached.take_up_pending(pins.dir(), &skel.maps.backends, &skel.maps.table);
     stop.every_doing(
-        Duration::from_secs(args.report.interval),
-        args.report.count,
-        (Duration::from_millis(200), take_up),
+        report_args.interval_or(1),
+        report_args.count(),
+        Duration::from_millis(200),
+        take_up,
         |_| {
             let r = report(&skel.maps.backends, &skel.maps.stats, &skel.maps.counters)?;
-            print_report(&r, args.report.json)
+            print_report(&r, report_args.json)
         },
     )?;
     let names = attached.names();
@@ -279,8 +287,10 @@ fn manage(cmd: Manage) -> Result<()> {
 fn main() {
     pin::run_watchdog_if_asked();
     let cli = cli::parse::<Cli>();
-    cli::run(|| match cli.manage {
-        None => run(cli.run),
-        Some(cmd) => manage(cmd),
+    cli::run(|| match (cli.manage, cli.run) {
+        (None, Some(args)) => run(args, &cli.report),
+        // clap asks for the run's arguments when no command is given.
+        (None, None) => anyhow::bail!("give -i IFACE to run, or a command (see --help)"),
+        (Some(cmd), _) => manage(cmd),
     });
 }

@@ -3,11 +3,10 @@
 //! and take turns with it through a lock on the pin directory.
 
 use std::net::SocketAddrV4;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use libbpf_rs::MapHandle;
 
 use learning_ebpf_rs::pin;
@@ -15,9 +14,8 @@ use learning_ebpf_rs::skel::load_balancer::types;
 
 use crate::backends::{
     all_backends, find, free_slot, new_backend, position, read_backend, rebuild_table,
-    write_backend, Backend, State,
+    state_name, write_backend, Backend, Lock, State,
 };
-use crate::stats::state_name;
 
 /// How long `add` waits for the running balancer to take a new backend up.
 const ADD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,28 +26,6 @@ pub struct LbMaps {
     pub table: MapHandle,
     pub stats: MapHandle,
     pub counters: MapHandle,
-}
-
-/// The management commands and the balancer change the backends and the
-/// table under this lock (flock on the pin directory), one at a time.
-pub struct Lock {
-    pub _file: std::fs::File,
-}
-
-impl Lock {
-    pub fn take(dir: &Path) -> Result<Lock> {
-        let file =
-            std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!(
-                "locking {}: {}",
-                dir.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-        Ok(Lock { _file: file })
-    }
 }
 
 pub fn open_pinned(dir: &Path) -> Result<LbMaps> {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use learning_ebpf_rs::skel::load_balancer::types;
 use learning_ebpf_rs::{maps, report};
 
-use crate::backends::{all_backends, socket_addr, State};
+use crate::backends::{all_backends, socket_addr, state_name};
 
 #[derive(Serialize)]
 pub struct BackendReport {
@@ -33,16 +33,6 @@ pub struct Report {
     /// took their slot (and so their row).
     pub retired_packets: u64,
     pub retired_bytes: u64,
-}
-
-pub fn state_name(state: u32) -> &'static str {
-    match State(state) {
-        State::LB_BACKEND_ACTIVE => "active",
-        State::LB_BACKEND_DRAINING => "draining",
-        State::LB_BACKEND_REMOVED => "removed",
-        State::LB_BACKEND_PENDING => "pending",
-        _ => "failed",
-    }
 }
 
 pub fn report(

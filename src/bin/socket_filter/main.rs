@@ -26,7 +26,7 @@ use learning_ebpf_rs::maps::percpu_sum;
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::socket_filter::types::filter_counts;
 use learning_ebpf_rs::skel::socket_filter::SocketFilterSkelBuilder;
-use learning_ebpf_rs::{cli, errors, netif, signals, skel};
+use learning_ebpf_rs::{cli, errors, netif, report, signals, skel};
 
 use filter::Filter;
 
@@ -247,7 +247,7 @@ fn capture(sock: &OwnedFd, args: &Args, stop: &signals::Stop) -> Result<()> {
         let summary = print::summarize(&frame);
         let time = print::now();
         if args.json {
-            println!("{}", print::json(&summary, &time));
+            report::print_json(&print::FrameReport::new(&summary, &time))?;
         } else {
             println!("{}", print::line(&summary, &time));
         }

@@ -5,6 +5,9 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket};
+use serde::Serialize;
+
+use learning_ebpf_rs::report;
 
 /// A frame as it came off the socket.
 pub struct Frame<'a> {
@@ -141,41 +144,46 @@ pub fn line(s: &Summary, time: &str) -> String {
     out
 }
 
-/// The same as one JSON object.
-pub fn json(s: &Summary, time: &str) -> String {
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "null".into());
-    format!(
-        "{{\"time\":\"{time}\",\"vlan\":{},\"family\":\"{}\",\"src\":{},\"sport\":{},\"dst\":{},\"dport\":{},\"proto\":{},\"length\":{},\"captured\":{}}}",
-        opt(s.vlan.map(|v| v.to_string())),
-        s.family,
-        opt(s.src.map(|a| format!("\"{a}\""))),
-        opt(s.sport.map(|p| p.to_string())),
-        opt(s.dst.map(|a| format!("\"{a}\""))),
-        opt(s.dport.map(|p| p.to_string())),
-        opt(s.proto.map(|p| format!("\"{p}\""))),
-        s.len,
-        s.captured
-    )
+/// The same as one JSON object (absent fields are null).
+#[derive(Serialize)]
+pub struct FrameReport<'a> {
+    time: &'a str,
+    vlan: Option<u16>,
+    family: &'a str,
+    src: Option<IpAddr>,
+    sport: Option<u16>,
+    dst: Option<IpAddr>,
+    dport: Option<u16>,
+    proto: Option<&'static str>,
+    length: u32,
+    captured: usize,
+}
+
+impl<'a> FrameReport<'a> {
+    pub fn new(s: &'a Summary, time: &'a str) -> FrameReport<'a> {
+        FrameReport {
+            time,
+            vlan: s.vlan,
+            family: &s.family,
+            src: s.src,
+            sport: s.sport,
+            dst: s.dst,
+            dport: s.dport,
+            proto: s.proto,
+            length: s.len,
+            captured: s.captured,
+        }
+    }
 }
 
 /// The time of day now, HH:MM:SS.micros, as tcpdump prints it.
 pub fn now() -> String {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime and localtime_r only write into our structs.
-    let tm = unsafe {
-        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&ts.tv_sec, &mut tm);
-        tm
-    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!(
-        "{:02}:{:02}:{:02}.{:06}",
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        ts.tv_nsec / 1000
+        "{}.{:06}",
+        report::local_time(now.as_secs() as libc::time_t),
+        now.subsec_micros()
     )
 }

@@ -13,7 +13,6 @@ mod stats;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -57,15 +56,20 @@ EXAMPLES:
 struct Cli {
     #[command(subcommand)]
     manage: Option<Manage>,
+    /// Absent when a management command runs instead.
     #[command(flatten)]
-    run: RunArgs,
+    run: Option<RunArgs>,
+    /// Beside the run's arguments, not among them: clap cannot tell an
+    /// optional group that holds another group apart from an absent one.
+    #[command(flatten)]
+    report: cli::ReportArgs,
 }
 
 #[derive(Args)]
 struct RunArgs {
     /// Interface to protect (its ingress)
-    #[arg(short, long, value_name = "IFACE", required = true)]
-    iface: Option<String>,
+    #[arg(short, long, value_name = "IFACE")]
+    iface: String,
     /// skb: generic XDP, any driver; native: in the driver; auto: native if the driver can
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     mode: Mode,
@@ -87,8 +91,6 @@ struct RunArgs {
     /// Leave the pinned maps in place on exit
     #[arg(long)]
     keep_pinned: bool,
-    #[command(flatten)]
-    report: cli::ReportArgs,
     /// Show libbpf's debug output, including the verifier log
     #[arg(short, long)]
     verbose: bool,
@@ -222,10 +224,10 @@ fn attached_mode(ifindex: u32) -> &'static str {
     }
 }
 
-fn run(args: RunArgs) -> Result<()> {
+fn run(args: RunArgs, report_args: &cli::ReportArgs) -> Result<()> {
     learning_ebpf_rs::lessons::require_kernel("xdp_firewall")?;
     cli::init_libbpf_log(args.verbose);
-    let iface = args.iface.clone().unwrap_or_default();
+    let iface = args.iface.clone();
     // Check the input before anything is loaded, so a mistake leaves no trace.
     if let Some(rate) = args.rate {
         check_burst(rate, args.burst.unwrap_or(rate))?;
@@ -302,11 +304,11 @@ fn run(args: RunArgs) -> Result<()> {
     // Report every interval from counter deltas; on Ctrl-C one last report.
     let mut prev = read_counters(&skel.maps.counters)?;
     stop.every(
-        Duration::from_secs(args.report.interval),
-        args.report.count,
+        report_args.interval_or(1),
+        report_args.count(),
         |secs| {
             let now = read_counters(&skel.maps.counters)?;
-            report(&now, &prev, secs, args.report.json)?;
+            report(&now, &prev, secs, report_args.json)?;
             prev = now;
             Ok(())
         },
@@ -322,13 +324,15 @@ fn run(args: RunArgs) -> Result<()> {
 fn main() {
     pin::run_watchdog_if_asked();
     let cli = cli::parse::<Cli>();
-    cli::run(|| match cli.manage {
-        None => run(cli.run),
-        Some(Manage::Block { cidrs, pin }) => add_to(List::Block, &cidrs, &pin.pin),
-        Some(Manage::Unblock { cidrs, pin }) => remove_from(List::Block, &cidrs, &pin.pin),
-        Some(Manage::Allow { cidrs, pin }) => add_to(List::Allow, &cidrs, &pin.pin),
-        Some(Manage::Unallow { cidrs, pin }) => remove_from(List::Allow, &cidrs, &pin.pin),
-        Some(Manage::List { pin, json }) => list(&pin.pin, json),
-        Some(Manage::Stats { pin, json }) => stats(&pin.pin, json),
+    cli::run(|| match (cli.manage, cli.run) {
+        (None, Some(args)) => run(args, &cli.report),
+        // clap asks for the run's arguments when no command is given.
+        (None, None) => anyhow::bail!("give -i IFACE to run, or a command (see --help)"),
+        (Some(Manage::Block { cidrs, pin }), _) => add_to(List::Block, &cidrs, &pin.pin),
+        (Some(Manage::Unblock { cidrs, pin }), _) => remove_from(List::Block, &cidrs, &pin.pin),
+        (Some(Manage::Allow { cidrs, pin }), _) => add_to(List::Allow, &cidrs, &pin.pin),
+        (Some(Manage::Unallow { cidrs, pin }), _) => remove_from(List::Allow, &cidrs, &pin.pin),
+        (Some(Manage::List { pin, json }), _) => list(&pin.pin, json),
+        (Some(Manage::Stats { pin, json }), _) => stats(&pin.pin, json),
     });
 }

@@ -52,11 +52,7 @@ pub fn report(
             reason,
             packets: n.packets,
             bytes: n.bytes,
-            pps: if secs > 0.0 {
-                (n.packets - p.packets) as f64 / secs
-            } else {
-                0.0
-            },
+            pps: report::rate(n.packets - p.packets, secs),
         })
         .collect();
     let report = Report {

@@ -12,7 +12,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::cidr::Cidr;
+use learning_ebpf_rs::cidr::Cidr;
 
 const NLMSG_ERROR: u16 = 2;
 const RTM_NEWROUTE: u16 = 24;

@@ -25,7 +25,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// The cgroup v2 mount point, from /proc/mounts.
 pub fn cgroup2_root() -> PathBuf {
-    learning_ebpf_rs::guard::cgroup2_mount().expect("a cgroup v2 hierarchy")
+    learning_ebpf_rs::guards::cgroup::cgroup2_mount().expect("a cgroup v2 hierarchy")
 }
 
 /// A cgroup made for a test; dropping it kills what still runs in it (the

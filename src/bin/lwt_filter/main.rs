@@ -7,10 +7,11 @@
 //! The kernel side is bpf/lwt_filter.bpf.c; the chapter is
 //! docs/11-lwt_filter.md.
 
+mod netlink;
+
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -21,11 +22,11 @@ use serde::Serialize;
 use learning_ebpf_rs::cidr::Cidr;
 use learning_ebpf_rs::cli::{self, ReportArgs};
 use learning_ebpf_rs::maps::percpu_sum;
-use learning_ebpf_rs::netlink::{self, NextHop};
 use learning_ebpf_rs::privileges::{self, Cap};
 use learning_ebpf_rs::skel::lwt_filter::types::lwt_count;
 use learning_ebpf_rs::skel::lwt_filter::LwtFilterSkelBuilder;
 use learning_ebpf_rs::{errors, netif, report, signals};
+use netlink::NextHop;
 
 const EXAMPLES: &str = "\
 EXAMPLES:
@@ -194,8 +195,8 @@ fn run(args: Args) -> Result<()> {
     // ANCHOR_END: spine
 
     stop.every(
-        Duration::from_secs(args.report.interval),
-        args.report.count,
+        args.report.interval_or(1),
+        args.report.count(),
         |_| print_report(&totals(&skel.maps.verdicts)?, args.report.json),
     )?;
     drop(route);

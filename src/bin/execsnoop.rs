@@ -228,7 +228,9 @@ fn run(args: Args) -> Result<()> {
     // Poll until Ctrl-C or -d. Each poll waits at most 100 ms for events
     // (and hands them to on_event), so that a stop is noticed quickly;
     // after each, warn if the loss grew. Then drain what is left.
-    let deadline = args.duration.map(|d| Instant::now() + Duration::from_secs(d));
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs(d));
     while !stop.requested() && deadline.is_none_or(|d| Instant::now() < d) {
         events.poll(Duration::from_millis(100))?;
         printer.borrow_mut().lost_total(dropped());

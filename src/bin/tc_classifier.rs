@@ -184,16 +184,12 @@ fn run(args: Args) -> Result<()> {
 
     // Report every interval from counter deltas; on Ctrl-C one last report.
     let mut prev = read_totals(&skel.maps.counters)?;
-    stop.every(
-        args.report.interval_or(1),
-        args.report.count(),
-        |secs| {
-            let now = read_totals(&skel.maps.counters)?;
-            report(&now, &prev, secs, args.report.json)?;
-            prev = now;
-            Ok(())
-        },
-    )?;
+    stop.every(args.report.interval_or(1), args.report.count(), |secs| {
+        let now = read_totals(&skel.maps.counters)?;
+        report(&now, &prev, secs, args.report.json)?;
+        prev = now;
+        Ok(())
+    })?;
 
     // Detach (and remove the clsact qdisc if this run created it).
     drop(attachment);

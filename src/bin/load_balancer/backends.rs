@@ -3,9 +3,9 @@
 //! and the smooth weighted round robin that fills the table.
 
 use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context, Result};

@@ -13,8 +13,8 @@ use learning_ebpf_rs::pin;
 use learning_ebpf_rs::skel::load_balancer::types;
 
 use crate::backends::{
-    all_backends, find, free_slot, new_backend, position, read_backend, rebuild_table,
-    state_name, write_backend, Backend, Lock, State,
+    all_backends, find, free_slot, new_backend, position, read_backend, rebuild_table, state_name,
+    write_backend, Backend, Lock, State,
 };
 
 /// How long `add` waits for the running balancer to take a new backend up.

@@ -194,11 +194,9 @@ fn run(args: Args) -> Result<()> {
     );
     // ANCHOR_END: spine
 
-    stop.every(
-        args.report.interval_or(1),
-        args.report.count(),
-        |_| print_report(&totals(&skel.maps.verdicts)?, args.report.json),
-    )?;
+    stop.every(args.report.interval_or(1), args.report.count(), |_| {
+        print_report(&totals(&skel.maps.verdicts)?, args.report.json)
+    })?;
     drop(route);
     Ok(())
 }

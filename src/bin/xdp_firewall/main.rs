@@ -303,16 +303,12 @@ fn run(args: RunArgs, report_args: &cli::ReportArgs) -> Result<()> {
 
     // Report every interval from counter deltas; on Ctrl-C one last report.
     let mut prev = read_counters(&skel.maps.counters)?;
-    stop.every(
-        report_args.interval_or(1),
-        report_args.count(),
-        |secs| {
-            let now = read_counters(&skel.maps.counters)?;
-            report(&now, &prev, secs, report_args.json)?;
-            prev = now;
-            Ok(())
-        },
-    )?;
+    stop.every(report_args.interval_or(1), report_args.count(), |secs| {
+        let now = read_counters(&skel.maps.counters)?;
+        report(&now, &prev, secs, report_args.json)?;
+        prev = now;
+        Ok(())
+    })?;
 
     // Detach, then unpin (unless kept).
     drop(xdp_link);

@@ -79,20 +79,32 @@ struct JsonHistogram<'a> {
 pub struct Style<'a> {
     /// The unit of the values: "usecs", "msecs"...
     pub unit: &'a str,
-    /// One JSON object per histogram instead of bcc's bars.
-    pub json: bool,
     /// A time line before each histogram (bars only; JSON has a time field).
     pub timestamp: bool,
 }
 
-/// Prints a histogram as bcc does, or as one JSON object per line, with an
-/// optional timestamp line first.
-pub fn print(slots: &[u64], style: &Style) -> anyhow::Result<()> {
-    let Style {
-        unit,
-        json,
-        timestamp,
-    } = *style;
+impl<'a> Style<'a> {
+    /// Bars in `unit`, without time lines.
+    pub fn new(unit: &'a str) -> Style<'a> {
+        Style {
+            unit,
+            timestamp: false,
+        }
+    }
+
+    /// The same, with a time line before each histogram when `on` (`-T`).
+    pub fn with_timestamps(self, on: bool) -> Style<'a> {
+        Style {
+            timestamp: on,
+            ..self
+        }
+    }
+}
+
+/// Prints a histogram as bcc does (or, with `json`, as one JSON object per
+/// line), with an optional timestamp line first.
+pub fn print(slots: &[u64], style: &Style, json: bool) -> anyhow::Result<()> {
+    let Style { unit, timestamp } = *style;
     if json {
         let hist = JsonHistogram {
             time: crate::report::clock(),
@@ -125,17 +137,16 @@ pub fn print(slots: &[u64], style: &Style) -> anyhow::Result<()> {
 pub fn report_deltas(
     map: &impl libbpf_rs::MapCore,
     stop: &crate::signals::Stop,
-    interval: Option<u64>,
-    count: Option<u64>,
+    report: &crate::cli::ReportArgs,
     style: &Style,
 ) -> anyhow::Result<()> {
-    let interval = std::time::Duration::from_secs(interval.unwrap_or(u64::MAX / 4));
+    let interval = report.interval_or(u64::MAX / 4);
     let mut prev = read_map(map)?;
-    stop.every(interval, count, |_| {
+    stop.every(interval, report.count(), |_| {
         let now = read_map(map)?;
         let delta: Vec<u64> = now.iter().zip(&prev).map(|(n, p)| n - p).collect();
         prev = now;
-        print(&delta, style)
+        print(&delta, style, report.json)
     })
 }
 

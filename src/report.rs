@@ -37,3 +37,38 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{line}");
     Ok(())
 }
+
+/// A row of a counters table: its JSON fields (Serialize) and its
+/// fixed-width line under [`TableRow::header`].
+pub trait TableRow: serde::Serialize {
+    /// The column names, aligned as [`TableRow::line`] aligns the values.
+    fn header() -> String;
+    fn line(&self) -> String;
+}
+
+/// One report of the counting tools: the time, the seconds it covers, and
+/// a row per counter. `--json` prints it as one object; otherwise the time,
+/// the header and the rows.
+#[derive(serde::Serialize)]
+pub struct CountersReport<R> {
+    pub time: String,
+    pub interval_s: f64,
+    pub counters: Vec<R>,
+}
+
+/// Prints the rows counted over the last `secs` seconds.
+pub fn print_counters<R: TableRow>(counters: Vec<R>, secs: f64, json: bool) -> anyhow::Result<()> {
+    let report = CountersReport {
+        time: clock(),
+        interval_s: secs,
+        counters,
+    };
+    if json {
+        return print_json(&report);
+    }
+    println!("\n{}\n{}", report.time, R::header());
+    for row in &report.counters {
+        println!("{}", row.line());
+    }
+    Ok(())
+}

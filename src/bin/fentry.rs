@@ -129,13 +129,8 @@ fn run(mut args: Args) -> Result<()> {
     hist::report_deltas(
         &skel.maps.hist,
         &stop,
-        args.report.interval_secs(),
-        args.report.count(),
-        &hist::Style {
-            unit,
-            json: args.report.json,
-            timestamp: false,
-        },
+        &args.report,
+        &hist::Style::new(unit),
     )?;
     Ok(())
 }

@@ -71,17 +71,8 @@ fn run(args: Args) -> Result<()> {
 
     // Each histogram is the difference between two readings of the
     // counters, which the kernel only ever increments.
-    hist::report_deltas(
-        &skel.maps.hist,
-        &stop,
-        args.report.interval_secs(),
-        args.report.count(),
-        &hist::Style {
-            unit,
-            json: args.report.json,
-            timestamp: args.timestamp,
-        },
-    )?;
+    let style = hist::Style::new(unit).with_timestamps(args.timestamp);
+    hist::report_deltas(&skel.maps.hist, &stop, &args.report, &style)?;
     Ok(())
 }
 

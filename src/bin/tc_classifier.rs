@@ -69,11 +69,20 @@ struct Row {
     bps: f64,
 }
 
-#[derive(Serialize)]
-struct Report {
-    time: String,
-    interval_s: f64,
-    counters: Vec<Row>,
+impl report::TableRow for Row {
+    fn header() -> String {
+        format!(
+            "{:<8} {:<7} {:>10} {:>12} {:>9} {:>10} {:>12}",
+            "DIR", "PROTO", "PACKETS", "BYTES", "DROPPED", "PKT/S", "BIT/S"
+        )
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:<8} {:<7} {:>10} {:>12} {:>9} {:>10.1} {:>12.1}",
+            self.dir, self.proto, self.packets, self.bytes, self.dropped, self.pps, self.bps
+        )
+    }
 }
 
 /// Totals per (direction, protocol), summed over CPUs, in DIRS x PROTOS order.
@@ -109,26 +118,7 @@ fn report(
             bps: report::rate(n.bytes - p.bytes, secs) * 8.0,
         })
         .collect();
-    let report = Report {
-        time: report::clock(),
-        interval_s: secs,
-        counters,
-    };
-    if json {
-        return report::print_json(&report);
-    }
-    println!("\n{}", report.time);
-    println!(
-        "{:<8} {:<7} {:>10} {:>12} {:>9} {:>10} {:>12}",
-        "DIR", "PROTO", "PACKETS", "BYTES", "DROPPED", "PKT/S", "BIT/S"
-    );
-    for r in &report.counters {
-        println!(
-            "{:<8} {:<7} {:>10} {:>12} {:>9} {:>10.1} {:>12.1}",
-            r.dir, r.proto, r.packets, r.bytes, r.dropped, r.pps, r.bps
-        );
-    }
-    Ok(())
+    report::print_counters(counters, secs, json)
 }
 
 fn run(args: Args) -> Result<()> {

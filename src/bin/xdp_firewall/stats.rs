@@ -32,11 +32,20 @@ pub struct Row {
     pub pps: f64,
 }
 
-#[derive(Serialize)]
-pub struct Report {
-    pub time: String,
-    pub interval_s: f64,
-    pub counters: Vec<Row>,
+impl report::TableRow for Row {
+    fn header() -> String {
+        format!(
+            "{:<13} {:>12} {:>14} {:>12}",
+            "VERDICT", "PACKETS", "BYTES", "PKT/S"
+        )
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:<13} {:>12} {:>14} {:>12.1}",
+            self.reason, self.packets, self.bytes, self.pps
+        )
+    }
 }
 
 pub fn report(
@@ -55,24 +64,5 @@ pub fn report(
             pps: report::rate(n.packets - p.packets, secs),
         })
         .collect();
-    let report = Report {
-        time: report::clock(),
-        interval_s: secs,
-        counters,
-    };
-    if json {
-        return report::print_json(&report);
-    }
-    println!("\n{}", report.time);
-    println!(
-        "{:<13} {:>12} {:>14} {:>12}",
-        "VERDICT", "PACKETS", "BYTES", "PKT/S"
-    );
-    for r in &report.counters {
-        println!(
-            "{:<13} {:>12} {:>14} {:>12.1}",
-            r.reason, r.packets, r.bytes, r.pps
-        );
-    }
-    Ok(())
+    report::print_counters(counters, secs, json)
 }

@@ -124,3 +124,47 @@ pub fn init_libbpf_log(verbose: bool) {
         libbpf_rs::set_print(None);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ReportArgs;
+
+    #[derive(Parser)]
+    struct Tool {
+        #[command(flatten)]
+        report: ReportArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ReportArgs, clap::Error> {
+        Tool::try_parse_from(std::iter::once("tool").chain(args.iter().copied())).map(|t| t.report)
+    }
+
+    #[test]
+    fn interval_and_count_either_way() {
+        for args in [
+            &["5", "3"][..],
+            &["--interval", "5", "-c", "3"],
+            &["5", "--count", "3"],
+        ] {
+            let r = parse(args).unwrap();
+            assert_eq!(
+                (r.interval_secs(), r.count()),
+                (Some(5), Some(3)),
+                "{args:?}"
+            );
+        }
+        let r = parse(&[]).unwrap();
+        assert_eq!((r.interval_secs(), r.count()), (None, None));
+        assert_eq!(r.interval_or(1), std::time::Duration::from_secs(1));
+        for bad in [
+            &["0"][..],
+            &["5", "--interval", "5"],
+            &["1", "2", "-c", "2"],
+            &["-c", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -54,23 +54,33 @@ struct Message {
 
 impl Message {
     fn new(kind: u16, flags: u16, family: u8, dst_len: u8, scope: u8) -> Message {
-        let mut buf = vec![0u8; 16]; // nlmsghdr, its length written at the end
-        buf[4..6].copy_from_slice(&kind.to_ne_bytes());
-        buf[6..8].copy_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-        buf[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence number
-                                                         // struct rtmsg: family, dst_len, src_len, tos, table, protocol,
-                                                         // scope, type, then flags (u32).
+        // struct nlmsghdr (libc's); its length is written by `finish`.
+        let header = libc::nlmsghdr {
+            nlmsg_len: 0,
+            nlmsg_type: kind,
+            nlmsg_flags: flags | NLM_F_REQUEST | NLM_F_ACK,
+            nlmsg_seq: 1,
+            nlmsg_pid: 0,
+        };
+        let mut buf = Vec::with_capacity(256);
+        buf.extend(header.nlmsg_len.to_ne_bytes());
+        buf.extend(header.nlmsg_type.to_ne_bytes());
+        buf.extend(header.nlmsg_flags.to_ne_bytes());
+        buf.extend(header.nlmsg_seq.to_ne_bytes());
+        buf.extend(header.nlmsg_pid.to_ne_bytes());
+        // struct rtmsg (linux/rtnetlink.h; libc has no Rust type for it):
+        // eight bytes, then a u32 of flags.
         buf.extend([
-            family,
-            dst_len,
-            0,
-            0,
-            RT_TABLE_MAIN,
-            RTPROT_STATIC,
-            scope,
-            RTN_UNICAST,
+            family,        // rtm_family
+            dst_len,       // rtm_dst_len
+            0,             // rtm_src_len
+            0,             // rtm_tos
+            RT_TABLE_MAIN, // rtm_table
+            RTPROT_STATIC, // rtm_protocol
+            scope,         // rtm_scope
+            RTN_UNICAST,   // rtm_type
         ]);
-        buf.extend(0u32.to_ne_bytes());
+        buf.extend(0u32.to_ne_bytes()); // rtm_flags
         Message { buf }
     }
 
@@ -97,6 +107,7 @@ impl Message {
         self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
     }
 
+    /// Writes the message's length into `nlmsg_len`, its first field.
     fn finish(mut self) -> Vec<u8> {
         let len = self.buf.len() as u32;
         self.buf[..4].copy_from_slice(&len.to_ne_bytes());
@@ -201,15 +212,20 @@ pub fn request(msg: &[u8]) -> io::Result<()> {
 /// The acknowledgement: an NLMSG_ERROR message whose error is 0, or minus
 /// the errno the request failed with.
 fn parse_ack(reply: &[u8]) -> io::Result<()> {
-    if reply.len() < 20 || u16::from_ne_bytes([reply[4], reply[5]]) != NLMSG_ERROR {
-        return Err(io::Error::new(
+    // A struct nlmsghdr, then (for NLMSG_ERROR) a struct nlmsgerr whose
+    // first field is the error.
+    const HEADER: usize = std::mem::size_of::<libc::nlmsghdr>();
+    let field = |at: usize| reply.get(at..at + 4).map(|b| [b[0], b[1], b[2], b[3]]);
+    let kind = reply.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    match (kind, field(HEADER)) {
+        (Some(NLMSG_ERROR), Some(error)) => match i32::from_ne_bytes(error) {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(-e)),
+        },
+        _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "no netlink acknowledgement",
-        ));
-    }
-    match i32::from_ne_bytes(reply[16..20].try_into().unwrap()) {
-        0 => Ok(()),
-        e => Err(io::Error::from_raw_os_error(-e)),
+        )),
     }
 }
 

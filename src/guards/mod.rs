@@ -17,8 +17,8 @@ use crate::privileges::User;
 use crate::signals::Stop;
 
 pub use cgroup::TargetCgroup;
-pub use policy::{AddrRule, PathRule, Policy};
-pub use report::{Counts, Denial, GuardKind};
+pub use policy::{AddrRule, GuardKind, PathRule, Policy};
+pub use report::{Counts, Denial};
 
 /// The options both guards take.
 #[derive(clap::Args, Debug)]

@@ -12,13 +12,15 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use super::GuardKind;
 use crate::maps::bytes_of;
 
 /// `struct addr_key`, the key of `deny_addrs` (the same in either skeleton).
 pub type AddrKey = crate::skel::cgroup_guard::types::addr_key;
 /// `struct file_key`, the key of lsm_guard's `deny_files`.
 pub type FileKey = crate::skel::lsm_guard::types::file_key;
+/// What a denied process tried (`enum guard_kind`): rule 0, the guard's
+/// own refusal, is described by it.
+pub type GuardKind = crate::skel::cgroup_guard::types::guard_kind;
 
 /// A `--deny ADDR[:PORT]` rule.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, RingBufferBuilder};
 use serde::Serialize;
 
-use super::policy::{addr_from_words, Policy};
+use super::policy::{addr_from_words, GuardKind, Policy};
 use crate::maps;
 use crate::signals::Stop;
 use crate::trace::{cstr, Events};
@@ -22,8 +22,6 @@ use crate::trace::{cstr, Events};
 /// Both objects build `struct denial` from bpf/lib/guard_types.h; this is
 /// its Rust type (the same in either skeleton).
 pub type Denial = crate::skel::cgroup_guard::types::denial;
-/// What a denied process tried (`enum guard_kind` in bpf/lib/guard_types.h).
-pub type GuardKind = crate::skel::cgroup_guard::types::guard_kind;
 
 /// The counters the BPF side keeps in `.bss`: every denial, and those the
 /// ring buffer had no room for.
@@ -229,7 +227,7 @@ fn stop_child(child: &mut Child) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guards::AddrRule;
+    use crate::guards::policy::{addr_words, AddrRule};
 
     fn denial(kind: GuardKind, rule: u32) -> Denial {
         let mut d = Denial {
@@ -237,7 +235,7 @@ mod tests {
             tid: 43,
             rule,
             kind: kind.0,
-            addr: crate::guards::policy::addr_words("192.0.2.1".parse().unwrap()),
+            addr: addr_words("192.0.2.1".parse().unwrap()),
             port: 80,
             r#type: libc::SOCK_STREAM as u32,
             protocol: libc::IPPROTO_TCP as u32,

@@ -33,7 +33,7 @@ const fn lesson(
 
 // ANCHOR: lessons
 /// Every lesson, in the book's order.
-pub const LESSONS: [Lesson; 16] = [
+pub const LESSONS: [Lesson; 17] = [
     lesson(
         "tc_classifier",
         (5, 1),
@@ -110,6 +110,12 @@ pub const LESSONS: [Lesson; 16] = [
         &[],
     ),
     lesson("debugging", (5, 8), "as lesson 14", &["bpffs", "tracefs"]),
+    lesson(
+        "netfilter_bpf",
+        (6, 4),
+        "the netfilter program type; iptables' bpf match with pinned programs 4.10",
+        &["bpffs"],
+    ),
 ];
 // ANCHOR_END: lessons
 

@@ -155,9 +155,9 @@ impl Pins {
         &self.dir
     }
 
-    /// Pins `map` as `<dir>/<name>`. An existing pin of that name means
+    /// Where a new pin `name` goes. An existing pin of that name means
     /// another process (or a killed one) owns this directory.
-    pub fn pin_map(&mut self, map: &mut libbpf_rs::MapMut, name: &str) -> Result<()> {
+    fn claim(&self, name: &str) -> Result<PathBuf> {
         let path = self.dir.join(name);
         if path.exists() {
             bail!(
@@ -167,10 +167,27 @@ impl Pins {
                 self.dir.display()
             );
         }
+        Ok(path)
+    }
+
+    /// Pins `map` as `<dir>/<name>`.
+    pub fn pin_map(&mut self, map: &mut libbpf_rs::MapMut, name: &str) -> Result<()> {
+        let path = self.claim(name)?;
         map.pin(&path)
             .with_context(|| format!("pinning map at {}", path.display()))?;
         self.names.push(name.to_string());
         Ok(())
+    }
+
+    /// Pins `prog` as `<dir>/<name>`, for a tool that finds programs by
+    /// path (an iptables rule, `bpftool prog show pinned`). Call it before
+    /// [`Pins::arm_watchdog`], which removes what was pinned by then.
+    pub fn pin_prog(&mut self, prog: &mut libbpf_rs::ProgramMut, name: &str) -> Result<PathBuf> {
+        let path = self.claim(name)?;
+        prog.pin(&path)
+            .with_context(|| format!("pinning program at {}", path.display()))?;
+        self.names.push(name.to_string());
+        Ok(path)
     }
 
     /// Pins each map under its name, then arms the watchdog: what a lesson

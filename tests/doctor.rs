@@ -85,7 +85,13 @@ fn finds_what_this_kernel_allows() {
                 ("tcx", "no"),
                 ("conntrack_kfuncs", "no"),
             ],
-            &["xdp_firewall", "load_balancer", "races", "verifier"],
+            &[
+                "xdp_firewall",
+                "load_balancer",
+                "races",
+                "verifier",
+                "netfilter_bpf",
+            ],
         ),
         // Debian unstable's kernel, the newest of the matrix.
         s if s.starts_with("7.") => (
@@ -107,7 +113,7 @@ fn finds_what_this_kernel_allows() {
                 ("tcx", "no"),
                 ("conntrack_kfuncs", "ok"),
             ],
-            &[],
+            &["netfilter_bpf"],
         ),
         _ => {
             eprintln!("finds_what_this_kernel_allows: no expectations for {series}; checked the shape only");

@@ -334,3 +334,85 @@ fn sigkill_leaves_nothing_the_next_run_does_not_remove() {
         "after the next run"
     );
 }
+
+/// The chapter's "Run it": the hook way, a policy change from a second
+/// shell, the report, and iptables' way seen with `iptables -L`.
+#[test]
+fn chapter_run_it_output() {
+    require_privileges!("chapter_run_it_output");
+    if refused("chapter_run_it_output") {
+        return;
+    }
+    let s = setup("nfb-chapter");
+    let mut cmd = s.hosts.a.nsenter(BIN);
+    cmd.args(["--way", "iptables", "--pin"])
+        .arg(s.pin.path())
+        .args([
+            "--deny-src",
+            &format!("{DENIED4}/32"),
+            "--deny-port",
+            "9000",
+        ]);
+    let mut running = Running::spawn(cmd).unwrap();
+    running
+        .wait_for_stderr("Hit Ctrl-C", Duration::from_secs(20))
+        .unwrap();
+    probe(&s, &[DENIED4, OPEN4], DENIED_PORT);
+    probe(&s, &[OPEN4], OPEN_PORT);
+    let add = Command::new(BIN)
+        .args(["add", "--port", "9001", "--pin"])
+        .arg(s.pin.path())
+        .output()
+        .unwrap();
+    probe(&s, &[OPEN4], OPEN_PORT);
+    let rules = s
+        .hosts
+        .a
+        .nsenter("iptables")
+        .args(["-L", "INPUT", "-v", "-n"])
+        .output()
+        .unwrap();
+    running.signal(libc::SIGINT).unwrap();
+    let (status, stdout, stderr) = running.finish(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{stderr:?}");
+    // The figures the chapter explains: 3 datagrams and 1 SYN per probe
+    // that is dropped, 6 packets for one that passes (the datagrams, and
+    // the handshake with its close); iptables counts what the program did.
+    let count = |verdict: &str| -> u64 {
+        let line = stdout
+            .iter()
+            .rev()
+            .find(|l| l.starts_with(verdict))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        (count("pass"), count("drop-source"), count("drop-port")),
+        (6, 4, 8),
+        "{stdout:?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("The iptables rule dropped 12 packets ")),
+        "{stderr:?}"
+    );
+    let pin = s.pin.path().to_string_lossy().into_owned();
+    let text = [
+        "# netfilter_bpf --way iptables --deny-src 10.11.0.3/32 --deny-port 9000".to_string(),
+        stderr[0].replace(&pin, "/sys/fs/bpf/netfilter_bpf"),
+        "# netfilter_bpf add --port 9001          (in another shell)".into(),
+        String::from_utf8_lossy(&add.stdout).trim_end().into(),
+        "# iptables -L INPUT -v -n".into(),
+        String::from_utf8_lossy(&rules.stdout)
+            .replace(&pin, "/sys/fs/bpf/netfilter_bpf")
+            .trim_end()
+            .into(),
+        "^C".into(),
+        stdout.join("\n"),
+    ]
+    .join("\n")
+        + "\n"
+        + &stderr[1..].join("\n");
+    testkit::chapter::assert_sample("docs/17-netfilter_bpf.md", "run_it", &text);
+}

@@ -275,7 +275,7 @@ fn run(args: RunArgs, report_args: &cli::ReportArgs) -> Result<()> {
     })?;
     if let Attached::Rules(rules) = &attached {
         for (tool, packets, bytes) in rules.counters()? {
-            eprintln!("{tool}'s rule dropped {packets} packets ({bytes} bytes).");
+            eprintln!("The {tool} rule dropped {packets} packets ({bytes} bytes).");
         }
     }
     drop(attached);

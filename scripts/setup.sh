@@ -12,6 +12,7 @@ PACKAGES=(
 	libelf-dev zlib1g-dev pkg-config make # libbpf-sys builds libbpf from source
 	iproute2 iputils-ping   # ip, tc, ping for the network tests
 	nftables conntrack      # baselines and conntrack lessons
+	iptables                # netfilter_bpf: a pinned program as an iptables rule
 	util-linux              # setpriv, for the no-privileges tests
 	procps kmod             # sysctl in the chapters; modprobe (load_balancer)
 	socat                   # the load_balancer demo's backends and client

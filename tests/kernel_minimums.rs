@@ -22,6 +22,10 @@ fn command(lesson: &str) -> Command {
         "fentry" => (lesson, &["--function", "do_unlinkat"]),
         "lwt_filter" => (lesson, &["--route", "10.0.0.0/8", "--via", "10.0.0.1"]),
         "verifier" => (lesson, &["packet_bounds"]),
+        "netfilter_bpf" => (
+            lesson,
+            &["--way", "hook", "--pin", "/sys/fs/bpf/lebpf-none"],
+        ),
         // Lesson 16 runs lesson 14's program.
         "debugging" => ("pinning", &[]),
         _ => (lesson, &[]),
@@ -48,6 +52,7 @@ fn binary(name: &str) -> &'static str {
         "map_types" => env!("CARGO_BIN_EXE_map_types"),
         "pinning" => env!("CARGO_BIN_EXE_pinning"),
         "verifier" => env!("CARGO_BIN_EXE_verifier"),
+        "netfilter_bpf" => env!("CARGO_BIN_EXE_netfilter_bpf"),
         "doctor" => env!("CARGO_BIN_EXE_doctor"),
         _ => panic!("no binary {name}"),
     }

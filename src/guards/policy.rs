@@ -62,7 +62,7 @@ impl fmt::Display for AddrRule {
 }
 
 /// An address as the BPF side keys it: IPv6, with IPv4 mapped into it.
-pub fn as_v6(addr: IpAddr) -> Ipv6Addr {
+fn as_v6(addr: IpAddr) -> Ipv6Addr {
     match addr {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,
